@@ -1,0 +1,35 @@
+"""Probe backends, one module each, and the choice of one per host.
+
+``PREFERENCE`` is the single, explicit order: best fidelity first, counters last.
+"""
+
+from __future__ import annotations
+
+from fleetdiag.errors import UsageError
+from fleetdiag.model import HostFacts
+from fleetdiag.tracers import bpftrace, counters
+from fleetdiag.tracers.base import ProbePlan, Tracer, Verdict
+
+PREFERENCE: tuple[Tracer, ...] = (bpftrace, counters)  # type: ignore[assignment]
+BY_NAME: dict[str, Tracer] = {t.name: t for t in PREFERENCE}
+CHOICES = ("auto", *BY_NAME)
+
+__all__ = ["PREFERENCE", "BY_NAME", "CHOICES", "ProbePlan", "Tracer", "Verdict", "choose", "verdicts"]
+
+
+def verdicts(facts: HostFacts) -> dict[str, Verdict]:
+    """Every tracer's verdict on this host, in preference order."""
+    return {t.name: t.verdict(facts) for t in PREFERENCE}
+
+
+def choose(facts: HostFacts, wanted: str = "auto") -> tuple[Tracer | None, dict[str, Verdict]]:
+    """The tracer to use (None if the wanted one cannot run), with every verdict as evidence."""
+    found = verdicts(facts)
+    if wanted == "auto":
+        for tracer in PREFERENCE:
+            if found[tracer.name].usable:
+                return tracer, found
+        return None, found
+    if wanted not in BY_NAME:
+        raise UsageError(f"unknown tracer {wanted!r}", hint=f"choose one of {', '.join(CHOICES)}")
+    return (BY_NAME[wanted] if found[wanted].usable else None), found

@@ -1,0 +1,1 @@
+"""Probe scripts deployed to hosts; installed as the package data ``fleetdiag.probes``."""

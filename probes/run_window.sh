@@ -1,0 +1,68 @@
+# fleetdiag: watch one window on this host with one probe, then leave nothing behind.
+#
+# The host enforces the window itself: the probe ends by its own timer and, as a
+# backstop, `timeout` ends it @@LIFETIME@@ s after it starts, even if the controller
+# or the SSH session is gone. Output is framed in "@@fleetdiag NAME" sections and
+# printed only at the end; the probe's own output stays in a private temp dir until then.
+set -u
+umask 077
+d=""
+pid=""
+mounted=""
+
+cleanup() {
+  if [ -n "$pid" ]; then
+    kill -INT "$pid" 2>/dev/null
+    sleep 1
+    kill -KILL "$pid" 2>/dev/null
+  fi
+  if [ -n "$mounted" ]; then umount /sys/kernel/tracing 2>/dev/null; fi
+  if [ -n "$d" ]; then rm -rf "$d"; fi
+}
+trap cleanup EXIT
+trap 'exit 129' HUP INT TERM PIPE
+
+fail() {
+  echo '@@fleetdiag error'
+  echo "$1"
+  exit 3
+}
+
+d=$(mktemp -d "${TMPDIR:-/tmp}/fleetdiag.XXXXXXXX" 2>/dev/null) ||
+  fail "no writable temp dir: mktemp -d failed in ${TMPDIR:-/tmp}"
+cd "$d" || fail "cannot enter the temp dir $d"
+
+# The tracers need tracefs; mount it only if nobody has, and unmount it after.
+if [ ! -d /sys/kernel/tracing/events ] && [ ! -d /sys/kernel/debug/tracing/events ] &&
+  [ -d /sys/kernel/tracing ] && [ "$(id -u)" = 0 ]; then
+  mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null && mounted=1
+fi
+
+@@FILES@@
+
+@@ENV@@ timeout -s INT -k 2 @@LIFETIME@@ @@COMMAND@@ >"$d/out" 2>"$d/err" </dev/null &
+pid=$!
+
+# The window opens when the probe says it is watching; the counters are read then.
+while ! grep -q '@@attached' "$d/out" 2>/dev/null; do
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.05
+done
+start=$(date +%s.%N)
+cat /proc/net/netstat >"$d/before" 2>/dev/null
+wait "$pid"
+rc=$?
+pid=""
+end=$(date +%s.%N)
+cat /proc/net/netstat >"$d/after" 2>/dev/null
+
+echo '@@fleetdiag window'
+echo "$start $end $rc"
+echo '@@fleetdiag counters_before'
+cat "$d/before"
+echo '@@fleetdiag counters_after'
+cat "$d/after"
+echo '@@fleetdiag probe_out'
+cat "$d/out"
+echo '@@fleetdiag probe_err'
+head -c 16384 "$d/err"
