@@ -68,6 +68,7 @@ class FlowDrop:
     sndbuf: int | None = None
     backlog_len_max: int | None = None
     rmem_alloc_max: int | None = None
+    queue_max: int | None = None  # max of backlog.len + rmem_alloc at one drop
     userlocks: int | None = None
 
 

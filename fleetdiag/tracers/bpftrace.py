@@ -92,6 +92,7 @@ def parse(output: str, facts: HostFacts) -> ProbeReport:
     socks = maps.get("@sock") or {}
     backlog = maps.get("@backlog") or {}
     rmem = maps.get("@rmem") or {}
+    queue = maps.get("@queue") or {}
     flows = []
     for key, count in (maps.get("@drops") or {}).items():
         ns, laddr, lport, raddr, rport, reason = _flow_key(key)
@@ -110,6 +111,7 @@ def parse(output: str, facts: HostFacts) -> ProbeReport:
                 userlocks=int(state[2]) if state else None,
                 backlog_len_max=int(backlog[key]) if key in backlog else None,
                 rmem_alloc_max=int(rmem[key]) if key in rmem else None,
+                queue_max=int(queue[key]) if key in queue else None,
             )
         )
     flows.sort(key=lambda f: (-f.drops, f.reason, f.laddr, f.lport, f.raddr, f.rport))

@@ -19,7 +19,7 @@ def verdict(facts: HostFacts) -> Verdict:
 
 def plan(facts: HostFacts, duration_s: int) -> ProbePlan:
     """Just wait out the window; the run script reads the counters around it."""
-    return ProbePlan(tracer=name, probe=PROBE_NAME, command=f"echo @@attached; sleep {int(duration_s)}")
+    return ProbePlan(tracer=name, probe=PROBE_NAME, command=f"sh -c 'echo @@attached; exec sleep {int(duration_s)}'")
 
 
 def parse(output: str, facts: HostFacts) -> ProbeReport:

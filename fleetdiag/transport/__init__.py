@@ -1,1 +1,37 @@
-"""."""
+"""Ways of reaching a host. Each implements ``Transport``: run(script, timeout), close()."""
+
+from __future__ import annotations
+
+from fleetdiag.model import HostSpec
+from fleetdiag.transport.base import CommandResult, Transport
+from fleetdiag.transport.local import LocalTransport
+from fleetdiag.transport.ssh import HostKeyChecking, SshOptions, SshTransport
+
+__all__ = [
+    "CommandResult",
+    "HostKeyChecking",
+    "LocalTransport",
+    "SshOptions",
+    "SshTransport",
+    "Transport",
+    "open_transport",
+]
+
+
+def open_transport(spec: HostSpec, ssh: SshOptions) -> Transport:
+    """The transport for a host, connected (SSH errors raise UnreachableError)."""
+    if spec.is_local:
+        return LocalTransport(become=spec.become and spec.become_user == "root" and _not_root())
+    transport = SshTransport(spec, ssh)
+    try:
+        transport.open()
+    except BaseException:
+        transport.close()
+        raise
+    return transport
+
+
+def _not_root() -> bool:
+    import os
+
+    return os.geteuid() != 0

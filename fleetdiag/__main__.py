@@ -1,0 +1,5 @@
+"""``python -m fleetdiag``."""
+
+from fleetdiag.cli import main
+
+main()

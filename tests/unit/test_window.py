@@ -1,0 +1,70 @@
+"""The window script and the interpretation of what it prints."""
+
+from __future__ import annotations
+
+import subprocess
+
+from fleetdiag.collector import window_result
+from fleetdiag.model import HostSpec, Status
+from fleetdiag.tracers import bpftrace, counters
+from fleetdiag.transport.base import CommandResult
+from fleetdiag.window_script import build_window_script, probe_lifetime_s
+from tests.unit.conftest import fixture_text
+
+SPEC = HostSpec(name="h01", address="10.0.0.1")
+
+
+def test_window_script_is_valid_shell_and_carries_the_probe(facts_6_18):
+    plan = bpftrace.plan(facts_6_18, 30)
+    script = build_window_script(plan, 30)
+    assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0
+    assert plan.files["probe.bt"].rstrip() in script
+    assert f"timeout -s INT -k 2 {probe_lifetime_s(30)} bpftrace -f json probe.bt" in script
+    assert "BPFTRACE_MAP_KEYS_MAX=8192" in script
+    assert "@@" + "FILES" + "@@" not in script
+
+
+def test_window_script_runs_the_counters_tier_for_real(facts_6_18):
+    script = build_window_script(counters.plan(facts_6_18, 1), 1)
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+    result = window_result(SPEC, facts_6_18, counters, "counters", CommandResult(done.stdout, done.stderr, done.returncode))
+    assert result.status is Status.OK, result.error
+    assert result.counters["TCPBacklogDrop"] == 0
+    assert 0.9 < result.window_end - result.window_start < 5
+
+
+def test_recorded_bpftrace_window(facts_6_18):
+    stdout = fixture_text("window/bpftrace-no-socket.stdout.txt")
+    result = window_result(SPEC, facts_6_18, bpftrace, "bpftrace:kfree_skb", CommandResult(stdout, "", 0))
+    assert result.status is Status.OK
+    assert dict(result.drops) == {"NO_SOCKET": 6}
+    assert len(result.flows) == 6
+    assert result.counters["TCPBacklogDrop"] == 0
+    assert result.window_end > result.window_start
+    assert result.notes == ()
+
+
+def test_error_section_becomes_the_host_error(facts_6_18):
+    stdout = "@@fleetdiag error\nno writable temp dir: mktemp -d failed in /tmp\n"
+    result = window_result(SPEC, facts_6_18, bpftrace, "bpftrace:kfree_skb", CommandResult(stdout, "", 3))
+    assert result.status is Status.FAILED
+    assert result.error == "no writable temp dir: mktemp -d failed in /tmp"
+
+
+def test_probe_that_never_attached_says_why(facts_6_18):
+    stdout = (
+        "@@fleetdiag window\n1.0 2.0 1\n@@fleetdiag probe_out\n@@fleetdiag probe_err\n"
+        "ERROR: Unknown error -1: couldn't set RLIMIT_MEMLOCK for bpftrace.\n"
+        "ERROR: Could not resolve symbol: /proc/self/exe:BEGIN_trigger\n"
+    )
+    result = window_result(SPEC, facts_6_18, bpftrace, "bpftrace:kfree_skb", CommandResult(stdout, "", 0))
+    assert result.status is Status.FAILED
+    assert result.error == "bpftrace did not start: ERROR: Could not resolve symbol: /proc/self/exe:BEGIN_trigger"
+
+
+def test_cut_off_output_is_a_failure_not_a_crash(facts_6_18):
+    result = window_result(
+        SPEC, facts_6_18, bpftrace, "bpftrace:kfree_skb", CommandResult("@@fleetdiag counters_before\n", "Killed", -1)
+    )
+    assert result.status is Status.FAILED
+    assert "ended early (Killed)" in result.error
