@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TextIO
 
 import click
@@ -55,18 +55,17 @@ def _progress(env: Environment, total: int):
     return report
 
 
-def _hosts(inventory: str | None, limit: str | None, user: str | None, become: bool) -> list[HostSpec]:
+def _hosts(env: Environment, inventory: str | None, limit: str | None, become: bool) -> list[HostSpec]:
     if inventory is None:
         if limit:
             raise UsageError("--limit needs an inventory", hint="add -i hosts.yaml")
         chosen = list(local_inventory().hosts)
     else:
-        chosen = list(select_hosts(load_inventory(inventory), limit))
-    if become:
-        from dataclasses import replace
-
-        chosen = [replace(h, become=True) for h in chosen]
-    return chosen
+        loaded = load_inventory(inventory)
+        for warning in loaded.warnings:
+            click.echo(f"fleetdiag: warning: {warning}", file=env.stderr)
+        chosen = list(select_hosts(loaded, limit))
+    return [replace(h, become=True) for h in chosen] if become else chosen
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -115,7 +114,7 @@ def collect(
     """
     env = Environment()
     try:
-        hosts = _hosts(inventory, limit, user, become)
+        hosts = _hosts(env, inventory, limit, become)
     except FleetdiagError as exc:
         _exit_usage(env, exc)
     options = SweepOptions(

@@ -1,0 +1,158 @@
+"""The Ansible variables fleetdiag reads, as pydantic types; every other variable passes through.
+
+Each ``vars`` mapping is validated where it is written (group vars, host vars), so a
+problem is reported at the line the user must fix, before precedence merges them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
+
+from fleetdiag.inventory.names import host_problem, login_problem, template_problem
+
+# Ansible's module_utils.parsing.convert_bool sets, compared lower-cased.
+_ANSIBLE_TRUE = frozenset({"y", "yes", "on", "1", "true", "t"})
+_ANSIBLE_FALSE = frozenset({"n", "no", "off", "0", "false", "f"})
+# Ansible's paramiko and smart connections are ssh as far as fleetdiag is concerned.
+_SSH_CONNECTIONS = frozenset({"paramiko", "smart"})
+
+
+def _checked_by(problem_of: Callable[[str], str | None], error_type: str) -> AfterValidator:
+    """A validator raising ``problem_of``'s one-line problem as a pydantic error."""
+
+    def check(value: str) -> str:
+        problem = problem_of(value)
+        if problem is not None:
+            raise PydanticCustomError(error_type, problem)
+        return value
+
+    return AfterValidator(check)
+
+
+def _not_bool(value: Any) -> Any:
+    # pydantic's lax int accepts True as 1; "ansible_port: yes" is a mistake, not port 1.
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+def _ansible_boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _ANSIBLE_TRUE:
+            return True
+        if word in _ANSIBLE_FALSE:
+            return False
+    raise PydanticCustomError(
+        "ansible_boolean", "Input should be a boolean: yes/no, true/false, on/off or 1/0"
+    )
+
+
+def _ssh_unless_local(connection: str) -> str:
+    return "ssh" if connection in _SSH_CONNECTIONS else connection
+
+
+def _non_empty_path(path: str) -> str:
+    if not path.strip():
+        raise PydanticCustomError("empty_path", "key file path must not be empty")
+    return os.path.expanduser(path)
+
+
+_NoTemplate = _checked_by(template_problem, "template")
+
+Port = Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=65535)]
+HostAddress = Annotated[str, _checked_by(lambda text: host_problem(text, "host address"), "host_address")]
+LoginName = Annotated[str, _checked_by(login_problem, "login_name")]
+KeyFile = Annotated[str, _NoTemplate, AfterValidator(_non_empty_path)]
+AnsibleBool = Annotated[bool, BeforeValidator(_ansible_boolean)]
+Connection = Annotated[Literal["ssh", "local", "paramiko", "smart"], AfterValidator(_ssh_unless_local)]
+SshArgs = Annotated[str, _NoTemplate]
+GroupPriority = Annotated[int, BeforeValidator(_not_bool)]
+
+
+class InventoryVars(BaseModel):
+    """The variables fleetdiag understands, as written in one ``vars`` mapping (all optional)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ansible_host: HostAddress | None = None
+    ansible_ssh_host: HostAddress | None = None
+    ansible_port: Port | None = None
+    ansible_ssh_port: Port | None = None
+    ansible_user: LoginName | None = None
+    ansible_ssh_user: LoginName | None = None
+    ansible_private_key_file: KeyFile | None = None
+    ansible_ssh_private_key_file: KeyFile | None = None
+    ansible_become: AnsibleBool | None = None
+    ansible_become_user: LoginName | None = None
+    ansible_connection: Connection | None = None
+    ansible_ssh_common_args: SshArgs | None = None
+    ansible_group_priority: GroupPriority | None = None
+
+
+UNDERSTOOD_VARS = frozenset(InventoryVars.model_fields)
+
+# HostSpec field -> the variables that set it. As in Ansible's ssh connection plugin,
+# when several are set the LAST name listed wins (ansible_ssh_host beats ansible_host).
+HOSTSPEC_SOURCES: Mapping[str, tuple[str, ...]] = {
+    "address": ("ansible_host", "ansible_ssh_host"),
+    "port": ("ansible_port", "ansible_ssh_port"),
+    "user": ("ansible_user", "ansible_ssh_user"),
+    "private_key_file": ("ansible_private_key_file", "ansible_ssh_private_key_file"),
+    "become": ("ansible_become",),
+    "become_user": ("ansible_become_user",),
+    "connection": ("ansible_connection",),
+    "ssh_common_args": ("ansible_ssh_common_args",),
+}
+
+
+def validate_vars(written: Mapping[str, Any], path: str, problems: list[str]) -> dict[str, Any]:
+    """The understood variables of one ``vars`` mapping, validated; problems go to ``problems``.
+
+    A variable written as null stays None: it hides a less specific value, and then
+    counts as unset, as in Ansible. Problems read ``<path>.<variable>: <pydantic
+    message>`` and never contain the input value.
+    """
+    understood = {name: value for name, value in written.items() if name in UNDERSTOOD_VARS}
+    given = {name: value for name, value in understood.items() if value is not None}
+    try:
+        validated = InventoryVars.model_validate(given)
+    except ValidationError as exc:
+        written_order = list(understood)
+        errors = exc.errors(include_input=False, include_url=False, include_context=False)
+        # pydantic lists errors in field order; the user reads the file top to bottom.
+        for error in sorted(errors, key=lambda error: written_order.index(str(error["loc"][0]))):
+            where = ".".join(str(part) for part in error["loc"])
+            problems.append(f"{path}.{where}: {error['msg']}")
+        return {}
+    return {name: getattr(validated, name) for name in understood}
+
+
+_PORT = TypeAdapter(Port)
+
+
+def validate_port(port: str, path: str, problems: list[str]) -> int | None:
+    """A port written in a host pattern (``web01:2222``), validated like ``ansible_port``."""
+    try:
+        return _PORT.validate_python(port)
+    except ValidationError as exc:
+        for error in exc.errors(include_input=False, include_url=False, include_context=False):
+            problems.append(f"{path}: port {port}: {error['msg']}")
+        return None
