@@ -22,8 +22,16 @@ def _size(value: int | None) -> str:
     return str(value)
 
 
+# The host row names the busiest reasons; the JSON and the flow table have them all.
+_REASONS_SHOWN = 3
+
+
 def _drops_by_reason(drops: dict[str, int]) -> str:
-    return ", ".join(f"{name} {count}" for name, count in sorted(drops.items(), key=lambda i: -i[1])) or "-"
+    ranked = sorted(drops.items(), key=lambda item: (-item[1], item[0]))
+    text = ", ".join(f"{name} {count}" for name, count in ranked[:_REASONS_SHOWN])
+    if len(ranked) > _REASONS_SHOWN:
+        text += f" (+{len(ranked) - _REASONS_SHOWN} more)"
+    return text or "-"
 
 
 def host_rows(sweep: Sweep) -> list[list[Any]]:

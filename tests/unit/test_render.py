@@ -60,3 +60,9 @@ def test_exit_codes():
     assert sweep_exit_status(sweep(OK, DOWN)) is ExitStatus.PARTIAL
     assert sweep_exit_status(sweep(DOWN)) is ExitStatus.NOTHING
     assert int(ExitStatus.PARTIAL) == 3
+
+
+def test_host_row_names_the_busiest_reasons():
+    drops = frozen_map({"TCP_OLD_DATA": 918, "SOCKET_BACKLOG": 5, "PROTO_MEM": 14, "NO_SOCKET": 1})
+    (row,) = table.host_rows(sweep(HostResult("h", "a", Status.OK, drops=drops)))
+    assert row[4] == "TCP_OLD_DATA 918, PROTO_MEM 14, SOCKET_BACKLOG 5 (+1 more)"

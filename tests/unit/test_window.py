@@ -68,3 +68,22 @@ def test_cut_off_output_is_a_failure_not_a_crash(facts_6_18):
     )
     assert result.status is Status.FAILED
     assert "ended early (Killed)" in result.error
+
+
+def test_recorded_real_backlog_drops_on_a_lab_host():
+    """Output recorded on a lab host during real backlog drops (generator counted 21)."""
+    from fleetdiag.facts import parse_facts
+
+    facts = parse_facts(fixture_text("detection/lab-6.18-netns/stdout.txt"))
+    stdout = fixture_text("window/bpftrace-socket-backlog.stdout.txt")
+    result = window_result(SPEC, facts, bpftrace, "bpftrace:kfree_skb", CommandResult(stdout, "", 0))
+    assert result.status is Status.OK
+    assert result.counters["TCPBacklogDrop"] == 21
+    assert result.drops["SOCKET_BACKLOG"] == 21
+    (flow,) = [f for f in result.flows if f.reason == "SOCKET_BACKLOG"]
+    assert (flow.laddr, flow.lport, flow.raddr) == ("10.213.0.2", 5201, "10.213.0.3")
+    assert flow.netns == facts.netns == 4026532178
+    assert (flow.rcvbuf, flow.sndbuf) == (8192, 69120)
+    # The generator set SO_RCVBUF by hand, so SOCK_RCVBUF_LOCK (2) is set (6 = it + BINDADDR_LOCK).
+    assert flow.userlocks & 2
+    assert flow.queue_max >= flow.rmem_alloc_max

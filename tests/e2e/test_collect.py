@@ -1,0 +1,174 @@
+"""`fleetdiag collect` end to end: the real CLI, real sshd hosts, real kernel drops, real bpftrace."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from glob import glob
+from pathlib import Path
+
+import pytest
+
+from tests.lab.backlog import generate_backlog_drops
+from tests.lab.fleet import LabFleet
+
+pytestmark = pytest.mark.lab
+
+WINDOW_S = 14
+TRAFFIC_S = 5.0
+PORT = 5201
+
+
+def fleetdiag(*args: str) -> subprocess.Popen:
+    """Start the real CLI, as a user would, with JSON on stdout."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "fleetdiag", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def attached_probes(since: float) -> int:
+    """How many fleetdiag windows on this machine say their probe is watching.
+
+    The lab's hosts share this machine's /tmp, so the test can see each host's
+    private temp dir and the probe's own "@@attached" line in it.
+    """
+    count = 0
+    for out in glob("/tmp/fleetdiag.*/out"):
+        try:
+            if Path(out).stat().st_mtime >= since and "@@attached" in Path(out).read_text(errors="replace"):
+                count += 1
+        except OSError:
+            continue  # a window that just ended and cleaned up
+    return count
+
+
+def wait_for_windows(expected: int, since: float, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while attached_probes(since) < expected:
+        if proc.poll() is not None:
+            pytest.fail(f"fleetdiag exited early ({proc.returncode}): {proc.stderr.read()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"only {attached_probes(since)} of {expected} probes attached within {timeout} s")
+        time.sleep(0.1)
+
+
+def collect_during_backlog_drops(fleet: LabFleet, inventory: Path, roles) -> tuple[dict, int, int, str]:
+    """Run collect while real backlog drops happen inside its window; retry when the kernel made none."""
+    for _attempt in range(3):
+        since = time.time() - 1
+        proc = fleetdiag(
+            "collect", "-i", str(inventory), "--duration", str(WINDOW_S),
+            "--known-hosts", str(fleet.known_hosts_path), "-o", "json",
+        )
+        wait_for_windows(3, since, proc)
+        drops = generate_backlog_drops(fleet, roles.receiver, roles.sender, port=PORT, seconds=TRAFFIC_S)
+        out, err = proc.communicate(timeout=WINDOW_S + 60)
+        if drops > 0:
+            return json.loads(out), proc.returncode, drops, err
+    pytest.fail("the lab produced no TCPBacklogDrop in 3 runs of the generator")
+
+
+def test_collect_finds_real_backlog_drops_across_the_fleet(lab_fleet, lab_roles, unreachable_lab_host, tmp_path):
+    inventory = lab_fleet.write_inventory(tmp_path / "hosts.yaml")
+    doc, exit_code, generated, stderr = collect_during_backlog_drops(lab_fleet, inventory, lab_roles)
+
+    assert exit_code == 3, stderr  # one host unreachable, the others collected
+    assert doc["schema_version"] == 1
+    hosts = {h["name"]: h for h in doc["hosts"]}
+    assert set(hosts) == {"h01", "h02", "h03", "h04"}
+
+    receiver = hosts["h01"]
+    assert receiver["status"] == "ok", receiver["error"]
+    assert receiver["probe"] == "bpftrace:kfree_skb"
+    assert receiver["netns"] == lab_roles.receiver.netns_inode
+    # The whole traffic run fell inside the window, so the kernel's counter saw exactly it.
+    assert receiver["counters"]["TCPBacklogDrop"] == generated
+
+    backlog_flows = [f for f in doc["flows"] if f["reason"] == "SOCKET_BACKLOG"]
+    assert backlog_flows, doc["flows"]
+    assert {f["host"] for f in backlog_flows} == {"h01"}
+    for flow in backlog_flows:
+        assert (flow["laddr"], flow["lport"]) == (lab_roles.receiver.address, PORT)
+        assert flow["raddr"] == lab_roles.sender.address
+        assert flow["netns"] == lab_roles.receiver.netns_inode
+        assert flow["rcvbuf"] > 0 and flow["sndbuf"] > 0
+        # The kernel drops when backlog.len + rmem_alloc exceeds its limit; either part
+        # may be 0 (a receive queue filled while rcvbuf was large overflows alone).
+        assert flow["queue_max"] > 0
+        assert flow["queue_max"] >= max(flow["backlog_len_max"], flow["rmem_alloc_max"])
+        assert flow["backlog_limit"] > 0
+    traced = sum(f["drops"] for f in backlog_flows)
+    assert traced == receiver["counters"]["TCPBacklogDrop"]
+    assert receiver["drops"]["SOCKET_BACKLOG"] == traced
+
+    for quiet in ("h02", "h03"):
+        assert hosts[quiet]["status"] == "ok", hosts[quiet]["error"]
+        assert hosts[quiet]["counters"]["TCPBacklogDrop"] == 0
+        assert "SOCKET_BACKLOG" not in hosts[quiet]["drops"]
+
+    down = hosts["h04"]
+    assert down["status"] == "unreachable"
+    assert "refused" in down["error"]
+
+    # Nothing left behind on the hosts: no temp dir, no probe process.
+    assert not [d for d in glob("/tmp/fleetdiag.*") if Path(d).stat().st_mtime >= time.time() - 120]
+    assert subprocess.run(["pgrep", "-f", "bpftrace -f json probe.bt"], capture_output=True).returncode == 1
+
+
+def test_collect_table_output_for_people(lab_fleet, lab_roles, tmp_path):
+    inventory = lab_fleet.write_inventory(tmp_path / "hosts.yaml", hosts=[lab_roles.quiet])
+    proc = fleetdiag(
+        "collect", "-i", str(inventory), "--duration", "2",
+        "--known-hosts", str(lab_fleet.known_hosts_path),
+    )
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "h03" in out and "bpftrace:kfree_skb" in out and " ok " in out
+    assert "No dropping TCP flows" in out
+    assert err == ""  # not a TTY: no progress lines
+
+
+def test_unknown_host_key_is_refused_by_default(lab_fleet, lab_roles, tmp_path):
+    inventory = lab_fleet.write_inventory(tmp_path / "hosts.yaml", hosts=[lab_roles.quiet])
+    empty_known_hosts = tmp_path / "known_hosts"
+    empty_known_hosts.write_text("")
+    proc = fleetdiag(
+        "collect", "-i", str(inventory), "--duration", "1", "--known-hosts", str(empty_known_hosts), "-o", "json",
+    )
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 4, err
+    (host,) = json.loads(out)["hosts"]
+    assert host["status"] == "unreachable"
+    assert "not in known_hosts" in host["error"]
+
+
+def test_local_mode_without_inventory():
+    """No -i: this machine, no SSH; real NO_SOCKET drops to a closed loopback port are traced."""
+    since = time.time() - 1
+    proc = fleetdiag("collect", "--duration", "4", "-o", "json")
+    wait_for_windows(1, since, proc)
+    closed_port = _closed_loopback_port()
+    for _ in range(3):
+        with socket.socket() as s:
+            s.settimeout(1)
+            assert s.connect_ex(("127.0.0.1", closed_port)) != 0
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    doc = json.loads(out)
+    (host,) = doc["hosts"]
+    assert host["name"] == "localhost" and host["status"] == "ok"
+    mine = [f for f in doc["flows"] if f["lport"] == closed_port and f["reason"] == "NO_SOCKET"]
+    assert sum(f["drops"] for f in mine) == 3
+    assert host["drops"]["NO_SOCKET"] >= 3
+
+
+def _closed_loopback_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when this returns

@@ -1,0 +1,274 @@
+"""A fleet of test hosts on one machine: network namespaces on a bridge, each with its own sshd."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from tests.lab import sshd
+from tests.lab.counters import parse_tcpext
+from tests.lab.inventory import HostVars, render_inventory
+from tests.lab.requirements import program
+from tests.lab.runs import NETNS_CONFIG_ROOT, PREFIX, make_workdir, new_run_id
+from tests.lab.subnet import allocation_lock, choose_free_subnet
+from tests.lab.teardown import NETNS_RUN_DIR, cleanup_stale, destroy_run, stop_processes
+
+__all__ = ["LabFleet", "LabHost", "cleanup_stale"]
+
+MAX_HOSTS = 253  # one /24 minus network, broadcast and the controller's .1
+SSH_PORT = 22
+_WORKERS = 16  # bring-up is fork/exec bound; more threads than this only queue on 2 cores
+# `ip netns exec` mounts a fresh /sys for the namespace, which hides tracefs, and bpftrace then
+# reports "tracepoint not found". Real hosts have it mounted, so lab commands and sshd get it too.
+_MOUNT_TRACEFS_THEN_EXEC = 'mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null; exec "$@"'
+
+
+@dataclass(frozen=True)
+class LabHost:
+    """One test host: a network namespace with its own address and sshd."""
+
+    name: str  # inventory name, e.g. "h03"
+    netns: str  # e.g. "fdl-3fa9c1-h03"
+    address: str  # e.g. "10.213.0.4"
+    netns_inode: int  # what `readlink /proc/self/ns/net` shows inside: net:[<inode>]
+    port: int = SSH_PORT
+
+
+class LabFleet:
+    """Context manager bringing up SIZE hosts, each reachable as root with `key_path`."""
+
+    def __init__(
+        self, size: int, *, sshd_path: str | None = None, tracefs: bool = True, ready_timeout: float = 20.0
+    ):
+        if not 1 <= size <= MAX_HOSTS:
+            raise ValueError(f"a lab fleet holds 1..{MAX_HOSTS} hosts, not {size}")
+        self.size = size
+        self.sshd_path = sshd_path or program("sshd")  # absolute: sshd re-executes itself
+        self.tracefs = tracefs  # False: hosts see no /sys/kernel/tracing, like an unprepared box
+        self.ready_timeout = ready_timeout
+        self.run_id = new_run_id()
+        self.bridge = f"{PREFIX}-{self.run_id}-br"
+        self.hosts: tuple[LabHost, ...] = ()
+        self.subnet: IPv4Network | None = None
+        self.workdir: Path | None = None
+
+    def __enter__(self) -> LabFleet:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def key_path(self) -> Path:
+        """The controller's private key, accepted by every host for root."""
+        return self._dir / "id_ed25519"
+
+    @property
+    def known_hosts_path(self) -> Path:
+        """known_hosts listing every host's key under its address, for strict checking."""
+        return self._dir / "known_hosts"
+
+    @property
+    def controller_address(self) -> str:
+        """The root namespace's address on the lab bridge (.1)."""
+        return str(self._subnet[1])
+
+    def host(self, name: str) -> LabHost:
+        """The host called NAME, e.g. fleet.host("h01")."""
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(f"no lab host {name!r}; have {[h.name for h in self.hosts]}")
+
+    def start(self) -> None:
+        """Bring the fleet up; on any failure tear down what was built and re-raise."""
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Kill every process in the fleet's namespaces and delete all it created (idempotent)."""
+        if self.workdir is not None or self.subnet is not None:
+            destroy_run(self.run_id, self.workdir)
+        self.workdir = None
+        self.subnet = None
+
+    def exec(self, host: LabHost, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess:
+        """subprocess.run(ARGV) inside the host, as an ssh session would see it (passwd, tracefs)."""
+        return subprocess.run(self.host_argv(host, argv), **kwargs)
+
+    def popen(self, host: LabHost, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
+        """subprocess.Popen(ARGV) inside the host; close() kills it if still running."""
+        return subprocess.Popen(self.host_argv(host, argv), **kwargs)
+
+    def host_argv(self, host: LabHost, argv: Sequence[str]) -> list[str]:
+        """ARGV wrapped to run inside HOST: `ip netns exec NS [sh -c 'mount tracefs; exec'] ARGV`."""
+        enter = [program("ip"), "netns", "exec", host.netns]
+        if self.tracefs:
+            enter += ["/bin/sh", "-c", _MOUNT_TRACEFS_THEN_EXEC, "sh"]
+        return [*enter, *argv]
+
+    def tcpext(self, host: LabHost) -> dict[str, int]:
+        """The host namespace's TcpExt counters, e.g. fleet.tcpext(h)["TCPBacklogDrop"]."""
+        out = self.exec(host, ["cat", "/proc/net/netstat"], capture_output=True, text=True, check=True)
+        return parse_tcpext(out.stdout)
+
+    def stop_sshd(self, host: LabHost) -> None:
+        """Stop the host's sshd so new connections are refused (open sessions live on)."""
+        pid_file = self._host_dir(host) / "sshd.pid"
+        if pid_file.exists():
+            stop_processes([int(pid_file.read_text().split()[0])])
+            pid_file.unlink(missing_ok=True)  # sshd removes it itself on SIGTERM
+
+    def start_sshd(self, host: LabHost) -> None:
+        """(Re)start the host's sshd and wait until it accepts connections."""
+        self._launch_sshd(host)
+        self._wait_listening([host])
+
+    def write_inventory(
+        self,
+        path: Path,
+        hosts: Sequence[LabHost] | None = None,
+        extra_hosts: Mapping[str, HostVars] | None = None,
+        extra_vars: HostVars | None = None,
+    ) -> Path:
+        """Write an Ansible YAML inventory of HOSTS (default all) plus EXTRA_HOSTS verbatim."""
+        group_vars: dict[str, str | int | bool] = {
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(self.key_path),
+            **(extra_vars or {}),
+        }
+        entries: dict[str, HostVars] = {}
+        for host in self.hosts if hosts is None else hosts:
+            port = {} if host.port == SSH_PORT else {"ansible_port": host.port}
+            entries[host.name] = {"ansible_host": host.address, **port}
+        entries.update(extra_hosts or {})
+        path.write_text(render_inventory(group_vars, entries))
+        return path
+
+    # -- bring-up ---------------------------------------------------------------------------
+
+    @property
+    def _dir(self) -> Path:
+        if self.workdir is None:
+            raise RuntimeError("lab fleet is not running")
+        return self.workdir
+
+    @property
+    def _subnet(self) -> IPv4Network:
+        if self.subnet is None:
+            raise RuntimeError("lab fleet is not running")
+        return self.subnet
+
+    def _host_dir(self, host: LabHost) -> Path:
+        return self._dir / host.name
+
+    def _build(self) -> None:
+        """Keys, network, clean homes, sshds, known_hosts: in that order."""
+        self.workdir = make_workdir(self.run_id)
+        sshd.SSHD_RUNTIME_DIR.mkdir(mode=0o755, exist_ok=True)
+        width = max(2, len(str(self.size)))
+        names = [f"h{i:0{width}d}" for i in range(1, self.size + 1)]
+        controller_key = sshd.generate_ed25519_key(self.key_path, f"fleetdiag-lab-{self.run_id}")
+        self._write_clean_home(controller_key)
+        with ThreadPoolExecutor(_WORKERS) as pool:
+            host_keys = list(pool.map(self._generate_host_key, names))
+            self._create_network(names)
+            self.hosts = tuple(pool.map(self._configure_host, names, range(1, self.size + 1)))
+            list(pool.map(self._launch_sshd, self.hosts))
+        self._wait_listening(list(self.hosts))
+        lines = [sshd.known_hosts_line(h.address, h.port, k) for h, k in zip(self.hosts, host_keys)]
+        self.known_hosts_path.write_text("\n".join(lines) + "\n")
+
+    def _write_clean_home(self, controller_key: str) -> None:
+        """A root home holding only .ssh/authorized_keys (no .bashrc to slow every command)."""
+        ssh_dir = self._dir / "home" / ".ssh"
+        ssh_dir.mkdir(parents=True, mode=0o700)
+        (ssh_dir / "authorized_keys").write_text(controller_key + "\n")
+        (ssh_dir / "authorized_keys").chmod(0o600)
+
+    def _generate_host_key(self, name: str) -> str:
+        """Per-host ed25519 host key (about 6 ms each); returns the public key line."""
+        host_dir = self._dir / name
+        host_dir.mkdir()
+        return sshd.generate_ed25519_key(host_dir / "ssh_host_ed25519_key", f"{name}-{self.run_id}")
+
+    def _create_network(self, names: list[str]) -> None:
+        """Bridge with the controller address, then one namespace and veth per host, in one `ip`."""
+        netns = [f"{PREFIX}-{self.run_id}-{name}" for name in names]
+        commands = [f"netns add {ns}" for ns in netns]
+        commands += [f"link add {ns} type veth peer name eth0 netns {ns}" for ns in netns]
+        commands += [f"link set {ns} master {self.bridge} up" for ns in netns]
+        with allocation_lock():
+            self.subnet = choose_free_subnet()
+            bridge = [
+                f"link add {self.bridge} type bridge",
+                f"addr add {self.controller_address}/{self._subnet.prefixlen} dev {self.bridge}",
+                f"link set {self.bridge} up",
+            ]
+            _ip_batch([], bridge)
+        _ip_batch([], commands)
+
+    def _configure_host(self, name: str, index: int) -> LabHost:
+        """Address the host's eth0, bring up lo and give it a clean /etc/passwd."""
+        netns = f"{PREFIX}-{self.run_id}-{name}"
+        address = str(self._subnet[1 + index])
+        _ip_batch(
+            ["-n", netns],
+            ["link set lo up", f"addr add {address}/{self._subnet.prefixlen} dev eth0", "link set eth0 up"],
+        )
+        etc = NETNS_CONFIG_ROOT / netns
+        etc.mkdir(parents=True, exist_ok=True)
+        passwd = sshd.clean_passwd(Path("/etc/passwd").read_text(), self._dir / "home")
+        (etc / "passwd").write_text(passwd)
+        inode = os.stat(NETNS_RUN_DIR / netns).st_ino
+        return LabHost(name=name, netns=netns, address=address, netns_inode=inode)
+
+    def _launch_sshd(self, host: LabHost) -> None:
+        """Start the host's sshd inside its namespace; it daemonises and logs to sshd.log."""
+        host_dir = self._host_dir(host)
+        config = host_dir / "sshd_config"
+        config.write_text(
+            sshd.render_sshd_config(
+                host.address, host.port, host_dir / "ssh_host_ed25519_key", host_dir / "sshd.pid"
+            )
+        )
+        argv = [self.sshd_path, "-f", str(config), "-E", str(host_dir / "sshd.log")]
+        result = self.exec(host, argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+        if result.returncode != 0:
+            raise RuntimeError(f"sshd for {host.name} failed to start: {result.stderr.strip()}")
+
+    def _wait_listening(self, hosts: list[LabHost]) -> None:
+        """Return once every host's sshd accepts TCP; raise naming the laggards otherwise."""
+        pending = sshd.wait_until_listening([(h.address, h.port) for h in hosts], self.ready_timeout)
+        if pending:
+            late = [h for h in hosts if (h.address, h.port) in pending]
+            log = (self._host_dir(late[0]) / "sshd.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(
+                f"sshd not listening after {self.ready_timeout}s on {[h.name for h in late]}; "
+                f"{late[0].name} sshd.log:\n{log}"
+            )
+
+
+def _ip_batch(options: list[str], commands: list[str]) -> None:
+    """Run many `ip` commands in one process; raise with ip's message on the first failure."""
+    result = subprocess.run(
+        [program("ip"), *options, "-batch", "-"],
+        input="\n".join(commands) + "\n",
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(options)} -batch failed: {result.stderr.strip()}")
