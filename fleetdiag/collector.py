@@ -14,7 +14,7 @@ from fleetdiag import tracers
 from fleetdiag.counters import counter_delta, parse_netstat
 from fleetdiag.errors import HostError, RemoteCommandError, UnreachableError
 from fleetdiag.facts import detection_script, parse_facts
-from fleetdiag.model import HostFacts, HostResult, HostSpec, Status, frozen_map
+from fleetdiag.model import HostFacts, HostResult, HostSpec, Status, Window, frozen_map
 from fleetdiag.sections import split_sections
 from fleetdiag.tracers.base import Tracer
 from fleetdiag.transport.base import CommandResult, Transport
@@ -50,7 +50,7 @@ def detect(transport: Transport, wanted: str = "auto") -> Detection:
     return Detection(facts, tracer, verdicts)
 
 
-def collect_host(spec: HostSpec, transport: Transport, duration_s: int, wanted: str = "auto") -> HostResult:
+def collect_host(spec: HostSpec, transport: Transport, window: Window, wanted: str = "auto") -> HostResult:
     """Run detection and one probe window on a host; always returns a HostResult."""
     facts: HostFacts | None = None
     probe: str | None = None
@@ -59,12 +59,12 @@ def collect_host(spec: HostSpec, transport: Transport, duration_s: int, wanted: 
         facts = detection.facts
         if detection.tracer is None:
             return _failed(spec, facts, None, _no_tracer_sentence(wanted, detection))
-        plan = detection.tracer.plan(facts, duration_s)
+        plan = detection.tracer.plan(facts, window)
         probe = plan.probe
-        log.debug("%s: running %s for %s s", spec.name, plan.probe, duration_s)
+        log.debug("%s: running %s for %s s", spec.name, plan.probe, window.duration_s)
         result = transport.run(
-            build_window_script(plan, duration_s),
-            timeout=remote_deadline_s(duration_s) + TRANSFER_MARGIN_S,
+            build_window_script(plan, window.duration_s),
+            timeout=remote_deadline_s(window.duration_s) + TRANSFER_MARGIN_S,
         )
         _raise_for_sudo(result)
         return window_result(spec, facts, detection.tracer, plan.probe, result)

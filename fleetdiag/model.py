@@ -41,6 +41,14 @@ class HostSpec:
         return self.connection == LOCAL_CONNECTION
 
 
+@dataclass(frozen=True)
+class Window:
+    """What every host watches: for how long, and (optionally) which traffic."""
+
+    duration_s: int
+    port: int | None = None  # only flows with this local or remote port (--port)
+
+
 class Status(str, enum.Enum):
     """How collection on one host ended."""
 

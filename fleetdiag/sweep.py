@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 from fleetdiag.collector import collect_host
 from fleetdiag.errors import UnreachableError
-from fleetdiag.model import HostResult, HostSpec, Status, Sweep
+from fleetdiag.model import HostResult, HostSpec, Status, Sweep, Window
 from fleetdiag.transport import SshOptions, open_transport
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ ProgressCallback = Callable[[str, str, "HostResult | None"], None]
 class SweepOptions:
     """How to run a sweep: the window, the concurrency, the tracer, the SSH settings."""
 
-    duration_s: int
+    window: Window
     forks: int = 50
     tracer: str = "auto"
     ssh: SshOptions = field(default_factory=SshOptions)
@@ -41,7 +41,7 @@ def collect_one(spec: HostSpec, options: SweepOptions, progress: ProgressCallbac
         return result
     try:
         notify(spec.name, "collecting", None)
-        result = collect_host(spec, transport, options.duration_s, options.tracer)
+        result = collect_host(spec, transport, options.window, options.tracer)
     except Exception as exc:  # a bug on one host must not cost the others their results
         log.debug("unexpected error on %s", spec.name, exc_info=True)
         result = HostResult(spec.name, spec.address, Status.FAILED, error=f"internal error: {exc!r}")
@@ -64,6 +64,6 @@ def run_sweep(
             results[futures[future].name] = future.result()
     return Sweep(
         started_at=started,
-        duration_s=options.duration_s,
+        duration_s=options.window.duration_s,
         hosts=tuple(results[spec.name] for spec in hosts),
     )

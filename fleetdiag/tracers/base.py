@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Mapping, Protocol
 
-from fleetdiag.model import HostFacts, ProbeReport, frozen_map
+from fleetdiag.model import HostFacts, ProbeReport, Window, frozen_map
 
 _PLACEHOLDER = re.compile(r"@@[A-Z_]+@@")
 
@@ -43,7 +43,7 @@ class Tracer(Protocol):
 
     def verdict(self, facts: HostFacts) -> Verdict: ...
 
-    def plan(self, facts: HostFacts, duration_s: int) -> ProbePlan: ...
+    def plan(self, facts: HostFacts, window: Window) -> ProbePlan: ...
 
     def parse(self, output: str, facts: HostFacts) -> ProbeReport: ...
 

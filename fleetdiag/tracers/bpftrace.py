@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fleetdiag.model import FlowDrop, HostFacts, ProbeReport, frozen_map
+from fleetdiag.model import FlowDrop, HostFacts, ProbeReport, Window, frozen_map
 from fleetdiag.tracers.base import ProbePlan, Verdict, fill_template, probe_text
 
 name = "bpftrace"
@@ -39,14 +39,14 @@ def verdict(facts: HostFacts) -> Verdict:
     return Verdict(True, f"bpftrace {facts.bpftrace_version}, BTF, kfree_skb with rx_sk")
 
 
-def plan(facts: HostFacts, duration_s: int) -> ProbePlan:
+def plan(facts: HostFacts, window: Window) -> ProbePlan:
     """The probe script for this host: its netns, its SOCKET_BACKLOG number, the window."""
     script = fill_template(
         probe_text(SCRIPT),
         {
             "NETNS": int(facts.netns or 0),
             "SOCKET_BACKLOG": int(facts.reason_number("SOCKET_BACKLOG") or 0),
-            "DURATION": int(duration_s),
+            "DURATION": int(window.duration_s),
         },
     )
     return ProbePlan(

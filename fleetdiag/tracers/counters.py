@@ -5,7 +5,7 @@ Lower fidelity by design: it says how many drops of each counter, never which fl
 
 from __future__ import annotations
 
-from fleetdiag.model import HostFacts, ProbeReport
+from fleetdiag.model import HostFacts, ProbeReport, Window
 from fleetdiag.tracers.base import ProbePlan, Verdict
 
 name = "counters"
@@ -17,9 +17,9 @@ def verdict(facts: HostFacts) -> Verdict:
     return Verdict(True, "TcpExt counters only (no per-flow detail)")
 
 
-def plan(facts: HostFacts, duration_s: int) -> ProbePlan:
+def plan(facts: HostFacts, window: Window) -> ProbePlan:
     """Just wait out the window; the run script reads the counters around it."""
-    return ProbePlan(tracer=name, probe=PROBE_NAME, command=f"sh -c 'echo @@attached; exec sleep {int(duration_s)}'")
+    return ProbePlan(tracer=name, probe=PROBE_NAME, command=f"sh -c 'echo @@attached; exec sleep {int(window.duration_s)}'")
 
 
 def parse(output: str, facts: HostFacts) -> ProbeReport:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
 import time
-from glob import glob
 from pathlib import Path
 
 import pytest
@@ -32,51 +32,69 @@ def fleetdiag(*args: str) -> subprocess.Popen:
     )
 
 
-def attached_probes(since: float) -> int:
-    """How many fleetdiag windows on this machine say their probe is watching.
+def probe_windows(netns_inodes: set[int]) -> dict[int, Path]:
+    """The fleetdiag windows running now in these network namespaces: {pid: its private temp dir}.
 
-    The lab's hosts share this machine's /tmp, so the test can see each host's
-    private temp dir and the probe's own "@@attached" line in it.
+    The lab's hosts share this machine's process table, so a test can find each host's
+    probe by its namespace and working directory, whatever else runs on the machine.
     """
-    count = 0
-    for out in glob("/tmp/fleetdiag.*/out"):
+    found: dict[int, Path] = {}
+    pids = subprocess.run(["pgrep", "-f", "probe.bt"], capture_output=True, text=True).stdout.split()
+    for pid in map(int, pids):
         try:
-            if Path(out).stat().st_mtime >= since and "@@attached" in Path(out).read_text(errors="replace"):
-                count += 1
+            inode = int(os.readlink(f"/proc/{pid}/ns/net").split("[")[1].rstrip("]"))
+            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if inode in netns_inodes and cwd.name.startswith("fleetdiag."):
+            found[pid] = cwd
+    return found
+
+
+def attached(windows: dict[int, Path]) -> set[Path]:
+    """The temp dirs whose probe has printed its "@@attached" line."""
+    done = set()
+    for tmpdir in windows.values():
+        try:
+            if "@@attached" in (tmpdir / "out").read_text(errors="replace"):
+                done.add(tmpdir)
         except OSError:
-            continue  # a window that just ended and cleaned up
-    return count
+            continue
+    return done
 
 
-def wait_for_windows(expected: int, since: float, proc: subprocess.Popen, timeout: float = 30) -> None:
+def wait_for_windows(
+    expected: int, netns_inodes: set[int], proc: subprocess.Popen, timeout: float = 30
+) -> set[Path]:
+    """Wait until EXPECTED probes in these namespaces are watching; their temp dirs."""
     deadline = time.monotonic() + timeout
-    while attached_probes(since) < expected:
+    while len(ready := attached(probe_windows(netns_inodes))) < expected:
         if proc.poll() is not None:
             pytest.fail(f"fleetdiag exited early ({proc.returncode}): {proc.stderr.read()}")
         if time.monotonic() > deadline:
-            pytest.fail(f"only {attached_probes(since)} of {expected} probes attached within {timeout} s")
+            pytest.fail(f"only {len(ready)} of {expected} probes attached within {timeout} s")
         time.sleep(0.1)
+    return ready
 
 
-def collect_during_backlog_drops(fleet: LabFleet, inventory: Path, roles) -> tuple[dict, int, int, str]:
+def collect_during_backlog_drops(fleet: LabFleet, inventory: Path, roles) -> tuple[dict, int, int, str, set[Path]]:
     """Run collect while real backlog drops happen inside its window; retry when the kernel made none."""
     for _attempt in range(3):
-        since = time.time() - 1
         proc = fleetdiag(
             "collect", "-i", str(inventory), "--duration", str(WINDOW_S),
             "--known-hosts", str(fleet.known_hosts_path), "-o", "json",
         )
-        wait_for_windows(3, since, proc)
+        tmpdirs = wait_for_windows(3, {h.netns_inode for h in fleet.hosts}, proc)
         drops = generate_backlog_drops(fleet, roles.receiver, roles.sender, port=PORT, seconds=TRAFFIC_S)
         out, err = proc.communicate(timeout=WINDOW_S + 60)
         if drops > 0:
-            return json.loads(out), proc.returncode, drops, err
+            return json.loads(out), proc.returncode, drops, err, tmpdirs
     pytest.fail("the lab produced no TCPBacklogDrop in 3 runs of the generator")
 
 
 def test_collect_finds_real_backlog_drops_across_the_fleet(lab_fleet, lab_roles, unreachable_lab_host, tmp_path):
     inventory = lab_fleet.write_inventory(tmp_path / "hosts.yaml")
-    doc, exit_code, generated, stderr = collect_during_backlog_drops(lab_fleet, inventory, lab_roles)
+    doc, exit_code, generated, stderr, tmpdirs = collect_during_backlog_drops(lab_fleet, inventory, lab_roles)
 
     assert exit_code == 3, stderr  # one host unreachable, the others collected
     assert doc["schema_version"] == 1
@@ -117,8 +135,9 @@ def test_collect_finds_real_backlog_drops_across_the_fleet(lab_fleet, lab_roles,
     assert "refused" in down["error"]
 
     # Nothing left behind on the hosts: no temp dir, no probe process.
-    assert not [d for d in glob("/tmp/fleetdiag.*") if Path(d).stat().st_mtime >= time.time() - 120]
-    assert subprocess.run(["pgrep", "-f", "bpftrace -f json probe.bt"], capture_output=True).returncode == 1
+    assert len(tmpdirs) == 3
+    assert not [d for d in tmpdirs if d.exists()]
+    assert probe_windows({h.netns_inode for h in lab_fleet.hosts}) == {}
 
 
 def test_collect_table_output_for_people(lab_fleet, lab_roles, tmp_path):
@@ -150,9 +169,8 @@ def test_unknown_host_key_is_refused_by_default(lab_fleet, lab_roles, tmp_path):
 
 def test_local_mode_without_inventory():
     """No -i: this machine, no SSH; real NO_SOCKET drops to a closed loopback port are traced."""
-    since = time.time() - 1
     proc = fleetdiag("collect", "--duration", "4", "-o", "json")
-    wait_for_windows(1, since, proc)
+    wait_for_windows(1, {_own_netns()}, proc)
     closed_port = _closed_loopback_port()
     for _ in range(3):
         with socket.socket() as s:
@@ -166,6 +184,10 @@ def test_local_mode_without_inventory():
     mine = [f for f in doc["flows"] if f["lport"] == closed_port and f["reason"] == "NO_SOCKET"]
     assert sum(f["drops"] for f in mine) == 3
     assert host["drops"]["NO_SOCKET"] >= 3
+
+
+def _own_netns() -> int:
+    return int(os.readlink("/proc/self/ns/net").split("[")[1].rstrip("]"))
 
 
 def _closed_loopback_port() -> int:

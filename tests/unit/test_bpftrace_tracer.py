@@ -9,13 +9,14 @@ import shutil
 
 import pytest
 
+from fleetdiag.model import Window
 from fleetdiag.tracers import bpftrace, choose
 from tests.unit.conftest import fixture_text
 from fleetdiag.sections import split_sections
 
 
 def test_plan_fills_host_numbers(facts_6_18):
-    plan = bpftrace.plan(facts_6_18, 60)
+    plan = bpftrace.plan(facts_6_18, Window(60))
     script = plan.files["probe.bt"]
     assert f"== {facts_6_18.netns}" in script
     assert "if ($r == 29)" in script
@@ -92,7 +93,7 @@ def test_probe_script_parses_with_real_bpftrace(facts_6_18, tmp_path):
     # `bpftrace -d` (0.17: "debug info dry run") parses, type-checks against BTF and
     # compiles without attaching anything.
     script = tmp_path / "probe.bt"
-    script.write_text(bpftrace.plan(facts_6_18, 5).files["probe.bt"])
+    script.write_text(bpftrace.plan(facts_6_18, Window(5)).files["probe.bt"])
     done = subprocess.run(["bpftrace", "-d", str(script)], capture_output=True, text=True, timeout=120)
     errors = [line for line in done.stderr.splitlines() if "ERROR" in line and "RLIMIT_MEMLOCK" not in line]
     assert done.returncode == 0 and not errors, done.stderr[-2000:]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 from fleetdiag.collector import window_result
-from fleetdiag.model import HostSpec, Status
+from fleetdiag.model import HostSpec, Status, Window
 from fleetdiag.tracers import bpftrace, counters
 from fleetdiag.transport.base import CommandResult
 from fleetdiag.window_script import build_window_script, probe_lifetime_s
@@ -15,7 +15,7 @@ SPEC = HostSpec(name="h01", address="10.0.0.1")
 
 
 def test_window_script_is_valid_shell_and_carries_the_probe(facts_6_18):
-    plan = bpftrace.plan(facts_6_18, 30)
+    plan = bpftrace.plan(facts_6_18, Window(30))
     script = build_window_script(plan, 30)
     assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0
     assert plan.files["probe.bt"].rstrip() in script
@@ -25,7 +25,7 @@ def test_window_script_is_valid_shell_and_carries_the_probe(facts_6_18):
 
 
 def test_window_script_runs_the_counters_tier_for_real(facts_6_18):
-    script = build_window_script(counters.plan(facts_6_18, 1), 1)
+    script = build_window_script(counters.plan(facts_6_18, Window(1)), 1)
     done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
     result = window_result(SPEC, facts_6_18, counters, "counters", CommandResult(done.stdout, done.stderr, done.returncode))
     assert result.status is Status.OK, result.error
