@@ -41,3 +41,21 @@ def backlog_limit(release: str | None, rcvbuf: int | None, sndbuf: int | None) -
     if version >= (4, 9):
         return rcvbuf + sndbuf + 64 * 1024
     return rcvbuf + sndbuf
+
+
+def backlog_limit_formula(release: str | None) -> str | None:
+    """The formula ``backlog_limit`` applies for a release, as people write it.
+
+    >>> backlog_limit_formula("3.10.0-1160.el7.x86_64")
+    'rcvbuf + sndbuf'
+    """
+    version = kernel_version(release)
+    if version is None:
+        return None
+    if version >= (6, 10):
+        return "2*rcvbuf + sndbuf/2 + 64K"
+    if version >= (6, 1):
+        return "rcvbuf + sndbuf/2 + 64K"
+    if version >= (4, 9):
+        return "rcvbuf + sndbuf + 64K"
+    return "rcvbuf + sndbuf"

@@ -8,15 +8,26 @@ failure: every outcome is a HostResult.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Callable
 
 from fleetdiag import tracers
 from fleetdiag.counters import counter_delta, parse_netstat
 from fleetdiag.errors import HostError, RemoteCommandError, UnreachableError
 from fleetdiag.facts import detection_script, parse_facts
-from fleetdiag.model import HostFacts, HostResult, HostSpec, Status, Window, frozen_map
+from fleetdiag.live import LiveCallback, LiveDecoder
+from fleetdiag.model import (
+    Fidelity,
+    HostCheck,
+    HostFacts,
+    HostResult,
+    HostSpec,
+    Status,
+    Window,
+    frozen_map,
+)
 from fleetdiag.sections import split_sections
-from fleetdiag.tracers.base import Tracer
+from fleetdiag.tracers.base import ProbePlan, Tracer
 from fleetdiag.transport.base import CommandResult, Transport
 from fleetdiag.window_script import build_window_script, remote_deadline_s
 
@@ -50,32 +61,113 @@ def detect(transport: Transport, wanted: str = "auto") -> Detection:
     return Detection(facts, tracer, verdicts)
 
 
-def collect_host(spec: HostSpec, transport: Transport, window: Window, wanted: str = "auto") -> HostResult:
-    """Run detection and one probe window on a host; always returns a HostResult."""
+def collect_host(
+    spec: HostSpec,
+    transport: Transport,
+    window: Window,
+    wanted: str = "auto",
+    before_window: Callable[[], None] | None = None,
+    on_live: LiveCallback | None = None,
+) -> HostResult:
+    """Run detection and one probe window on a host; always returns a HostResult.
+
+    ``before_window`` runs between detection and the window (the sweep holds every host
+    there until all are ready, so they watch the same seconds); a HostError it raises
+    becomes this host's result. With ``window.follow`` and ``on_live``, the host's drops
+    reach ``on_live`` once a second while the window runs (``fleetdiag.live``).
+    """
     facts: HostFacts | None = None
     probe: str | None = None
     try:
         detection = detect(transport, wanted)
         facts = detection.facts
         if detection.tracer is None:
-            return _failed(spec, facts, None, _no_tracer_sentence(wanted, detection))
-        plan = detection.tracer.plan(facts, window)
-        probe = plan.probe
-        log.debug("%s: running %s for %s s", spec.name, plan.probe, window.duration_s)
-        result = transport.run(
-            build_window_script(plan, window.duration_s),
-            timeout=remote_deadline_s(window.duration_s) + TRANSFER_MARGIN_S,
-        )
-        _raise_for_sudo(result)
-        return window_result(spec, facts, detection.tracer, plan.probe, result)
+            return replace(
+                _failed(spec, facts, None, _no_tracer_sentence(wanted, detection)),
+                tracers=frozen_map(detection.verdicts),
+            )
+        if before_window is not None:
+            before_window()
+        # auto: a probe that fails to start (a compile error, a kernel that refuses it)
+        # hands over to the next usable tracer, down to counters, and the result says so.
+        candidates = [detection.tracer, *(_fallbacks(detection) if wanted == "auto" else [])]
+        failures: list[str] = []
+        for tracer in candidates:
+            plan = tracer.plan(facts, window)
+            probe = plan.probe
+            log.debug("%s: running %s for %s s", spec.name, plan.probe, window.duration_s)
+            streaming = {}
+            if window.follow and on_live is not None:
+                streaming["on_line"] = LiveDecoder(spec.name, tracer, facts, on_live).feed
+            result = transport.run(
+                build_window_script(plan, window.duration_s, follow=window.follow),
+                timeout=remote_deadline_s(window.duration_s, plan) + TRANSFER_MARGIN_S,
+                **streaming,
+            )
+            _raise_for_sudo(result)
+            host = window_result(spec, facts, tracer, plan.probe, result, plan=plan, verdicts=detection.verdicts)
+            if host.status is Status.OK or _probe_started(result) or tracer is candidates[-1]:
+                return _with_fallback_notes(host, failures)
+            failures.append(f"{plan.probe}: {host.error}")
+        raise AssertionError("the last candidate always returns")
     except UnreachableError as exc:
         return HostResult(spec.name, spec.address, Status.UNREACHABLE, error=str(exc))
     except HostError as exc:
         return _failed(spec, facts, probe, str(exc))
 
 
+def _fallbacks(detection: Detection) -> list[Tracer]:
+    """The usable tracers after the chosen one, in preference order."""
+    names = list(detection.verdicts)
+    chosen = names.index(detection.tracer.name) if detection.tracer else len(names)
+    return [tracers.BY_NAME[n] for n in names[chosen + 1 :] if detection.verdicts[n].usable]
+
+
+def _with_fallback_notes(host: HostResult, failures: list[str]) -> HostResult:
+    """Say which probes failed before this one; a host that failed on them all keeps every reason."""
+    if not failures:
+        return host
+    if host.status is Status.OK:
+        return replace(host, notes=(*(f"{f}; fell back to {host.probe}" for f in failures), *host.notes))
+    return replace(host, error=f"{host.error} (before it: {'; '.join(failures)})")
+
+
+def _probe_started(result: CommandResult) -> bool:
+    """Whether the probe got as far as watching (it printed @@attached)."""
+    return "@@attached" in split_sections(result.stdout).get("probe_out", "")
+
+
+def check_host(spec: HostSpec, transport: Transport, wanted: str = "auto") -> HostCheck:
+    """Detection only (``fleetdiag check``): the host's kernel, every tracer's verdict, the probe collect would run."""
+    try:
+        detection = detect(transport, wanted)
+    except UnreachableError as exc:
+        return HostCheck(spec.name, spec.address, Status.UNREACHABLE, error=str(exc))
+    except HostError as exc:
+        return HostCheck(spec.name, spec.address, Status.FAILED, error=str(exc))
+    facts, tracer = detection.facts, detection.tracer
+    return HostCheck(
+        name=spec.name,
+        address=spec.address,
+        status=Status.OK if tracer else Status.FAILED,
+        error=None if tracer else _no_tracer_sentence(wanted, detection),
+        kernel=facts.kernel,
+        os_name=facts.os_name,
+        tracers=frozen_map(detection.verdicts),
+        tracer=tracer.name if tracer else None,
+        probe=detection.verdicts[tracer.name].probe if tracer else None,
+    )
+
+
 def window_result(
-    spec: HostSpec, facts: HostFacts, tracer: Tracer, probe: str, result: CommandResult
+    spec: HostSpec,
+    facts: HostFacts,
+    tracer: Tracer,
+    probe: str,
+    result: CommandResult,
+    *,
+    plan: ProbePlan | None = None,
+    verdicts: dict[str, tracers.Verdict] | None = None,
 ) -> HostResult:
     """Interpret the window script's output (pure: tested from recorded output)."""
     sections = split_sections(result.stdout)
@@ -100,6 +192,8 @@ def window_result(
         notes.append(f"{tracer.name} exited with code {rc}: {_tracer_error(probe_err) or 'no message'}")
     if report.flows_truncated:
         notes.append("some drops are counted per reason only: no flow or the flow map was full")
+    notes += report.notes  # what this probe could not see (diagnosis reconciles traced vs counted)
+    fidelity = plan.fidelity if plan else Fidelity.TRACED
     return HostResult(
         name=spec.name,
         address=spec.address,
@@ -113,6 +207,8 @@ def window_result(
         window_start=start,
         window_end=end,
         notes=tuple(notes),
+        fidelity=fidelity,
+        tracers=frozen_map(verdicts or {}),
     )
 
 
@@ -131,7 +227,7 @@ def _failed(spec: HostSpec, facts: HostFacts | None, probe: str | None, error: s
 def _no_tracer_sentence(wanted: str, detection: Detection) -> str:
     reasons = "; ".join(f"{name}: {v.reason}" for name, v in detection.verdicts.items() if not v.usable)
     if wanted != "auto":
-        return f"tracer {wanted} cannot run here ({reasons})"
+        return f"tracer {wanted} cannot run here: {detection.verdicts[wanted].reason}"
     return f"no usable tracer ({reasons})"
 
 
@@ -150,7 +246,8 @@ def _tracer_error(stderr: str) -> str | None:
         if line.strip() and not any(noise in line for noise in _BENIGN_STDERR)
     ]
     errors = [line for line in lines if "ERROR" in line or "error" in line]
-    return (errors or lines or [None])[0]
+    found = errors or lines
+    return found[0] if found else None
 
 
 def _last_line(text: str) -> str | None:

@@ -1,21 +1,35 @@
-"""The JSON result document, schema_version 1: what scripts and our own checks read.
+"""The JSON result document, schema_version 1: what scripts, history and our own checks read.
 
 Extend it, never rename: fields may be added; existing ones keep their names and meaning.
+``load_sweep`` reads a document back into the same Sweep it was made from; the derived
+fields (``backlog_limit``, ``verdicts``, ``reconciliation``) are recomputed, not read.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal, Mapping, Union
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from fleetdiag import model
 from fleetdiag.backlog_limit import backlog_limit
-from fleetdiag.model import FlowDrop, HostResult, Sweep
+from fleetdiag.diagnosis import flow_verdicts, host_verdicts, reconcile
+from fleetdiag.errors import FleetdiagError
+from fleetdiag.model import FlowDrop, HostResult, Status, Sweep, frozen_map
 
 SCHEMA_VERSION = 1
 _OPTIONAL_FLOW_FIELDS = ("rcvbuf", "sndbuf", "backlog_len_max", "rmem_alloc_max", "queue_max", "userlocks")
 
 
-def host_document(host: HostResult) -> dict[str, Any]:
-    """One host's entry in ``hosts[]``."""
+class DocumentError(FleetdiagError):
+    """A saved document that cannot be read back (corrupt, edited, or from a newer schema)."""
+
+
+def host_document(host: HostResult, port: int | None = None) -> dict[str, Any]:
+    """One host's entry in ``hosts[]``, with its reconciliation and verdicts."""
+    fidelity = getattr(host, "fidelity", None)
+    tracers = getattr(host, "tracers", None) or {}
     return {
         "name": host.name,
         "address": host.address,
@@ -29,11 +43,18 @@ def host_document(host: HostResult) -> dict[str, Any]:
         "window_start": host.window_start,
         "window_end": host.window_end,
         "notes": list(host.notes),
+        "fidelity": getattr(fidelity, "value", fidelity),
+        "tracers": {
+            name: {"usable": v.usable, "reason": v.reason, "probe": getattr(v, "probe", None)}
+            for name, v in tracers.items()
+        },
+        "reconciliation": [item.as_dict() for item in reconcile(host, port)],
+        "verdicts": [v.as_dict() for v in host_verdicts(host, port)],
     }
 
 
 def flow_document(host: HostResult, flow: FlowDrop) -> dict[str, Any]:
-    """One entry in ``flows[]``: the flow, its drops, and socket state where captured."""
+    """One entry in ``flows[]``: the flow, its drops, socket state where captured, its verdicts."""
     doc: dict[str, Any] = {
         "host": host.name,
         "laddr": flow.laddr,
@@ -51,15 +72,130 @@ def flow_document(host: HostResult, flow: FlowDrop) -> dict[str, Any]:
     limit = backlog_limit(host.kernel, flow.rcvbuf, flow.sndbuf)
     if limit is not None:
         doc["backlog_limit"] = limit
+    doc["verdicts"] = [v.as_dict() for v in flow_verdicts(host, flow)]
     return doc
 
 
 def sweep_document(sweep: Sweep) -> dict[str, Any]:
     """The whole sweep as one JSON-ready document."""
+    port = getattr(sweep, "port", None)
     return {
         "schema_version": SCHEMA_VERSION,
-        "started_at": sweep.started_at.isoformat().replace("+00:00", "Z"),
+        "started_at": format_time(sweep.started_at),
         "duration_s": sweep.duration_s,
-        "hosts": [host_document(h) for h in sweep.hosts],
+        "port": port,
+        "interrupted": getattr(sweep, "interrupted", None),
+        "hosts": [host_document(h, port) for h in sweep.hosts],
         "flows": [flow_document(h, f) for h in sweep.hosts for f in h.flows],
     }
+
+
+def format_time(moment: datetime) -> str:
+    """ISO-8601 UTC with a Z, as the document writes times: ``2026-11-26T08:00:00Z``."""
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+# -- reading a document back -------------------------------------------------------------------
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class _TracerIn(_In):
+    usable: bool
+    reason: str
+    probe: str | None = None
+
+
+class _FlowIn(_In):
+    host: str
+    laddr: str
+    lport: int
+    raddr: str
+    rport: int
+    netns: int | None = None
+    reason: str
+    drops: int
+    rcvbuf: int | None = None
+    sndbuf: int | None = None
+    backlog_len_max: int | None = None
+    rmem_alloc_max: int | None = None
+    queue_max: int | None = None
+    userlocks: int | None = None
+
+
+class _HostIn(_In):
+    name: str
+    address: str
+    status: Status
+    error: str | None = None
+    kernel: str | None = None
+    probe: str | None = None
+    drops: dict[str, int] = {}
+    counters: dict[str, int] = {}
+    netns: int | None = None
+    window_start: float | None = None
+    window_end: float | None = None
+    notes: list[str] = []
+    fidelity: str | None = None
+    tracers: dict[str, _TracerIn] = {}
+
+
+class _SweepIn(_In):
+    schema_version: Literal[1]
+    started_at: datetime
+    duration_s: Union[int, float]  # kept as written, so a re-render prints it the same way
+    port: int | None = None
+    interrupted: str | None = None
+    hosts: list[_HostIn]
+    flows: list[_FlowIn] = []
+
+
+def load_sweep(document: Mapping[str, Any], source: str = "document") -> Sweep:
+    """The Sweep a schema_version 1 document was made from; raises DocumentError naming the problem."""
+    try:
+        parsed = _SweepIn.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise DocumentError(
+            f"{source}: {where}: {first['msg']}", hint="the file is not a fleetdiag schema_version 1 document"
+        ) from exc
+    flows: dict[str, list[FlowDrop]] = {h.name: [] for h in parsed.hosts}
+    for flow in parsed.flows:
+        if flow.host not in flows:
+            raise DocumentError(f"{source}: a flow names host {flow.host!r}, which is not in hosts[]")
+        flows[flow.host].append(FlowDrop(**flow.model_dump(exclude={"host"})))
+    hosts = tuple(_host(h, tuple(flows[h.name])) for h in parsed.hosts)
+    extra: dict[str, Any] = {}
+    if parsed.port is not None:
+        extra["port"] = parsed.port
+    if parsed.interrupted is not None:
+        extra["interrupted"] = parsed.interrupted
+    return Sweep(started_at=parsed.started_at, duration_s=parsed.duration_s, hosts=hosts, **extra)
+
+
+def _host(doc: _HostIn, flows: tuple[FlowDrop, ...]) -> HostResult:
+    extra: dict[str, Any] = {}
+    fidelity_type = getattr(model, "Fidelity", None)
+    if doc.fidelity is not None and fidelity_type is not None:
+        extra["fidelity"] = fidelity_type(doc.fidelity)
+    tracer_type = getattr(model, "Verdict", None)
+    if doc.tracers and tracer_type is not None:
+        extra["tracers"] = frozen_map({name: tracer_type(**t.model_dump()) for name, t in doc.tracers.items()})
+    return HostResult(
+        name=doc.name,
+        address=doc.address,
+        status=doc.status,
+        error=doc.error,
+        kernel=doc.kernel,
+        probe=doc.probe,
+        drops=frozen_map(doc.drops),
+        counters=frozen_map(doc.counters),
+        flows=flows,
+        netns=doc.netns,
+        window_start=doc.window_start,
+        window_end=doc.window_end,
+        notes=tuple(doc.notes),
+        **extra,
+    )

@@ -33,6 +33,7 @@ class HostSpec:
     become_user: str = "root"
     connection: str = "ssh"  # "ssh" or "local" (Ansible's ansible_connection)
     ssh_common_args: str | None = None
+    host_key_checking: str | None = None  # "strict", "accept-new" or "off" (ansible_host_key_checking)
     groups: tuple[str, ...] = ()
     vars: Mapping[str, Any] = field(default_factory=frozen_map)
 
@@ -47,6 +48,7 @@ class Window:
 
     duration_s: int
     port: int | None = None  # only flows with this local or remote port (--port)
+    follow: bool = False  # also report drop totals every second while watching (--follow)
 
 
 class Status(str, enum.Enum):
@@ -55,6 +57,23 @@ class Status(str, enum.Enum):
     OK = "ok"
     UNREACHABLE = "unreachable"
     FAILED = "failed"
+
+
+class Fidelity(str, enum.Enum):
+    """How a host's drops were observed: never pass a sample off as a traced event."""
+
+    TRACED = "traced"  # a probe counted every drop in the kernel
+    SAMPLED = "sampled"  # TcpExt counters exact; flows from sampled per-socket drop counters (ss)
+    COUNTERS = "counters"  # TcpExt counters only, no flow at all
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a tracer can run on a host, why (not), and the probe it would run there."""
+
+    usable: bool
+    reason: str
+    probe: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +110,7 @@ class ProbeReport:
     drops: Mapping[str, int] = field(default_factory=frozen_map)
     flows: tuple[FlowDrop, ...] = ()
     flows_truncated: bool = False
+    notes: tuple[str, ...] = ()  # what this probe could not see, in a sentence each
 
 
 @dataclass(frozen=True)
@@ -110,6 +130,23 @@ class HostResult:
     window_start: float | None = None  # epoch seconds on the host, when the probe was attached
     window_end: float | None = None
     notes: tuple[str, ...] = ()
+    fidelity: Fidelity | None = None
+    tracers: Mapping[str, Verdict] = field(default_factory=frozen_map)  # every tracer's verdict
+
+
+@dataclass(frozen=True)
+class HostCheck:
+    """What ``fleetdiag check`` learnt about one host; no probe ran."""
+
+    name: str
+    address: str
+    status: Status
+    error: str | None = None
+    kernel: str | None = None
+    os_name: str | None = None
+    tracers: Mapping[str, Verdict] = field(default_factory=frozen_map)
+    tracer: str | None = None  # the tracer collect would use
+    probe: str | None = None  # and the probe it would run
 
 
 @dataclass(frozen=True)
@@ -119,6 +156,8 @@ class Sweep:
     started_at: datetime
     duration_s: float
     hosts: tuple[HostResult, ...]
+    interrupted: str | None = None  # the signal that cut the run short ("SIGINT"), else None
+    port: int | None = None  # the --port every host traced, if any (counters stay namespace-wide)
 
 
 @dataclass(frozen=True)
@@ -133,6 +172,30 @@ class HostFacts:
     bpftrace_version: str | None = None
     kfree_skb_fields: tuple[str, ...] = ()
     drop_reasons: Mapping[int, str] = field(default_factory=frozen_map)
+    # Added for the probe library (issue 3); every field defaults to "not found".
+    os_id: str | None = None  # os-release ID: rhel, centos, debian, ubuntu...
+    sudo: str | None = None  # "root", "passwordless" (sudo -n works) or "password"
+    tracefs: str | None = None  # where it is mounted, "unmounted" (fleetdiag mounts it) or "absent"
+    modules: str | None = None  # "yes", "disabled" (modules_disabled=1) or "unsupported"
+    lockdown: str | None = None  # "none", "integrity" or "confidentiality"
+    secure_boot: bool | None = None
+    kernel_symbols: frozenset[str] = frozenset()  # the few /proc/kallsyms names probes care about
+    tcp_add_backlog_params: tuple[str, ...] | None = None  # from BTF, e.g. ("sk", "skb", "reason")
+    fentry_tcp_add_backlog: bool | None = None  # listed in available_filter_functions (None: unreadable)
+    kernel_headers: str | None = None  # "build" (/lib/modules/R/build) or "kheaders"
+    debuginfo: str | None = None  # path of the vmlinux with DWARF for this release
+    kernel_source: str | None = None  # source tree installed by kernel-debuginfo-common
+    backlogdrop_lines: Mapping[str, tuple[int, ...]] = field(default_factory=frozen_map)  # function -> lines
+    stap_version: str | None = None
+    staprun: bool = False
+    bcc_python: str | None = None  # interpreter that imports bcc
+    bcc_version: str | None = None
+    tools: frozenset[str] = frozenset()  # ss, bpftool, timeout...
+
+    @property
+    def kprobes(self) -> bool:
+        """The kernel was built with kprobes (``register_kprobe`` is in kallsyms)."""
+        return "register_kprobe" in self.kernel_symbols
 
     def reason_number(self, name: str) -> int | None:
         """The host's number for a drop reason name (numbers differ between kernels)."""

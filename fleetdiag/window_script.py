@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-import shlex
 import secrets
+import shlex
 
 from fleetdiag.tracers.base import ProbePlan, probe_text
 
@@ -12,18 +12,35 @@ from fleetdiag.tracers.base import ProbePlan, probe_text
 ATTACH_ALLOWANCE_S = 10
 # What the run script adds after the probe: kill grace, counters, cleanup.
 CLEANUP_GRACE_S = 5
+# How long a prepare step gets after its timeout's INT before it is killed.
+PREPARE_KILL_S = 5
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _SAFE_ENV = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
 
-def probe_lifetime_s(duration_s: int) -> int:
+def probe_lifetime_s(duration_s: int, attach_s: int = ATTACH_ALLOWANCE_S) -> int:
     """The most a probe can live on a host: the window plus the attach allowance."""
-    return int(duration_s) + ATTACH_ALLOWANCE_S
+    return int(duration_s) + int(attach_s)
 
 
-def remote_deadline_s(duration_s: int) -> int:
-    """How long the whole window script can run on the host, at most."""
-    return probe_lifetime_s(duration_s) + CLEANUP_GRACE_S
+def remote_deadline_s(duration_s: int, plan: ProbePlan | None = None) -> int:
+    """How long the whole window script can run on the host, at most (a plan's prepare step included)."""
+    if plan is None:
+        return probe_lifetime_s(duration_s) + CLEANUP_GRACE_S
+    prepare = plan.prepare_timeout_s + PREPARE_KILL_S if plan.prepare else 0
+    return prepare + probe_lifetime_s(duration_s, plan.attach_allowance_s) + CLEANUP_GRACE_S
+
+
+def _prepare_block(plan: ProbePlan) -> str:
+    # A compile step (systemtap) bounded by its own timeout; its last error lines become the host's error.
+    if not plan.prepare:
+        return ":"
+    return (
+        f'if ! timeout -s INT -k {PREPARE_KILL_S} {int(plan.prepare_timeout_s)} {plan.prepare} '
+        '>"$d/prepare_out" 2>"$d/prepare_err" </dev/null; then\n'
+        '  fail "probe preparation failed: $(grep -v \'^Tip: \' "$d/prepare_err" | tail -n 3 | tr \'\\n\' \' \')"\n'
+        "fi"
+    )
 
 
 def _heredoc(filename: str, content: str) -> str:
@@ -34,8 +51,10 @@ def _heredoc(filename: str, content: str) -> str:
     return f"cat > {filename} <<'{delimiter}'\n{content.rstrip()}\n{delimiter}"
 
 
-def build_window_script(plan: ProbePlan, duration_s: int) -> str:
+def build_window_script(plan: ProbePlan, duration_s: int, follow: bool = False) -> str:
     """Fill the run script with the plan's files, environment and command.
+
+    ``follow`` streams ``@@live`` lines once a second while the window runs (``fleetdiag.live``).
 
     Every piece comes from fleetdiag's own backends (constant text and integers);
     env values are quoted all the same.
@@ -47,8 +66,10 @@ def build_window_script(plan: ProbePlan, duration_s: int) -> str:
     env = " ".join(f"{key}={shlex.quote(value)}" for key, value in plan.env.items())
     script = probe_text("run_window.sh")
     return (
-        script.replace("@@FILES@@", files)
+        script.replace("@@FOLLOW@@", "1" if follow else "0")
+        .replace("@@FILES@@", files)
         .replace("@@ENV@@", env)
-        .replace("@@LIFETIME@@", str(probe_lifetime_s(duration_s)))
+        .replace("@@PREPARE@@", _prepare_block(plan))
+        .replace("@@LIFETIME@@", str(probe_lifetime_s(duration_s, plan.attach_allowance_s)))
         .replace("@@COMMAND@@", plan.command)
     )

@@ -9,8 +9,10 @@ umask 077
 d=""
 pid=""
 mounted=""
+watcher=""
 
 cleanup() {
+  if [ -n "$watcher" ]; then kill "$watcher" 2>/dev/null; fi
   if [ -n "$pid" ]; then
     kill -INT "$pid" 2>/dev/null
     sleep 1
@@ -40,8 +42,22 @@ fi
 
 @@FILES@@
 
+# Tracers that compile first (systemtap) do it here, before the window: it opens at attach.
+@@PREPARE@@
+
 @@ENV@@ timeout -s INT -k 2 @@LIFETIME@@ @@COMMAND@@ >"$d/out" 2>"$d/err" </dev/null &
 pid=$!
+
+# The controller holds stdin open for the whole session ($1 says so): EOF means it asked
+# us to stop, or died. Then end the window now; results still print if anyone listens,
+# and a dead reader ends the script through the PIPE trap. (An async list's stdin is
+# /dev/null without job control, hence fd 3.)
+if [ "${1:-}" = stop-on-stdin-eof ]; then
+  exec 3<&0
+  (while read -r _ <&3; do :; done; kill -INT "$pid" 2>/dev/null) &
+  watcher=$!
+  exec 3<&-
+fi
 
 # The window opens when the probe says it is watching; the counters are read then.
 while ! grep -q '@@attached' "$d/out" 2>/dev/null; do
@@ -50,9 +66,34 @@ while ! grep -q '@@attached' "$d/out" 2>/dev/null; do
 done
 start=$(date +%s.%N)
 cat /proc/net/netstat >"$d/before" 2>/dev/null
+
+# --follow: once a second, the probe's new lines (at most 20, 4 KB each) and the
+# namespace's drop counters, framed "@@live" so the sections below ignore them.
+if [ "@@FOLLOW@@" = 1 ]; then
+  live_counters() {
+    awk -v t="$(date +%s.%N)" '/^TcpExt:/ {
+      if (!named) { for (i = 2; i <= NF; i++) name[i] = $i; named = 1; next }
+      line = "@@live tcpext " t
+      for (i = 2; i <= NF; i++) if (name[i] ~ /Drop|Prune|Collapsed|MemoryPressures|Overflow/) line = line " " name[i] "=" $i
+      print line
+    }' /proc/net/netstat
+  }
+  live_counters
+  seen=0
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    lines=$(wc -l <"$d/out")
+    if [ "$lines" -gt "$seen" ]; then
+      sed -n "$((seen + 1)),${lines}p" "$d/out" | head -n 20 | cut -c 1-4096 | sed 's/^/@@live probe /'
+      seen=$lines
+    fi
+    live_counters
+  done
+fi
 wait "$pid"
 rc=$?
 pid=""
+if [ -n "$watcher" ]; then kill "$watcher" 2>/dev/null; watcher=""; fi
 end=$(date +%s.%N)
 cat /proc/net/netstat >"$d/after" 2>/dev/null
 

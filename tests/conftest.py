@@ -13,6 +13,9 @@ import pytest
 from tests.lab.fleet import LabFleet, LabHost, cleanup_stale
 from tests.lab.requirements import find_program, missing_lab_requirements, running_in_ci
 
+# The qemu guest with Debian's 6.1 kernel: `lab_guest` fixture and the `guest` marker's checks.
+pytest_plugins = ("tests.lab.guest.fixtures",)
+
 SESSION_FLEET_SIZE = 4
 
 
@@ -54,6 +57,20 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     """Tests marked `lab` skip or fail up front when the machine cannot host the lab."""
     if item.get_closest_marker("lab"):
         require_lab()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_results_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Sweeps saved by the CLI under test go to this session's own dir (inherited by subprocesses):
+    never the user's data dir, and never another session's lock (`collect` allows one sweep per dir)."""
+    path = tmp_path_factory.mktemp("fleetdiag-results")
+    previous = os.environ.get("FLEETDIAG_RESULTS_DIR")
+    os.environ["FLEETDIAG_RESULTS_DIR"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("FLEETDIAG_RESULTS_DIR", None)
+    else:
+        os.environ["FLEETDIAG_RESULTS_DIR"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -1,49 +1,89 @@
-"""``fleetdiag collect``: watch every host for one window and report drops per host and flow."""
+"""``fleetdiag collect``: watch every host for one window, report drops per host and flow, save the sweep."""
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
+import threading
+from dataclasses import replace
+from pathlib import Path
 
 import click
 
 from fleetdiag import tracers
 from fleetdiag.cli.environment import Environment
-from fleetdiag.cli.options import exit_usage, host_options, select_inventory_hosts, ssh_options
+from fleetdiag.cli.options import (
+    exit_usage,
+    host_options,
+    select_inventory_hosts,
+    ssh_options,
+)
+from fleetdiag.cli.progress import SweepProgress
 from fleetdiag.errors import FleetdiagError
-from fleetdiag.exit_status import sweep_exit_status
-from fleetdiag.model import HostResult, Window
-from fleetdiag.render import RENDERERS
+from fleetdiag.exit_status import ExitStatus, sweep_exit_status
+from fleetdiag.history import ResultsStore, SweepLocked, default_results_dir
+from fleetdiag.interrupt import stop_on_signals
+from fleetdiag.live import describe
+from fleetdiag.model import HostResult, HostSpec, Sweep, Window
+from fleetdiag.render import RENDERERS, jsonl
+from fleetdiag.render.prom import write_prom_file
 from fleetdiag.sweep import ProgressCallback, SweepOptions, run_sweep
 
 log = logging.getLogger("fleetdiag")
 
-
-def progress_reporter(env: Environment, total: int) -> ProgressCallback:
-    """One line per finished host: on stderr for people, in the log otherwise."""
-    done = 0
-
-    def report(host: str, stage: str, result: HostResult | None) -> None:
-        nonlocal done
-        if stage != "done" or result is None:
-            log.debug("%s: %s", host, stage)
-            return
-        done += 1
-        detail = result.error or f"{sum(result.drops.values())} drops traced"
-        line = f"[{done}/{total}] {host}: {result.status.value} ({detail})"
-        if env.interactive:
-            click.echo(line, file=env.stderr)
-        else:
-            log.info(line)
-
-    return report
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  every host collected (and, with --fail-on-drops, fewer drops than N)
+  1  fleetdiag itself failed unexpectedly
+  2  usage, inventory or results-dir error; no host contacted
+  3  some hosts failed or were unreachable (the others' results are printed and saved)
+  4  no host collected
+  5  --fail-on-drops N: N or more drops on the collected hosts (wins over 3)
+  6  another sweep holds the results dir's lock; no host contacted
+  130  interrupted (SIGINT/SIGTERM); partial results printed and saved"""
 
 
-@click.command()
+def results_dir_option(command):  # type: ignore[no-untyped-def]
+    """--results-dir, shared by collect, report, history and diff."""
+    return click.option(
+        "--results-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="FLEETDIAG_RESULTS_DIR",
+        default=default_results_dir,
+        show_default=str(default_results_dir()),
+        help="Where sweeps are saved (env FLEETDIAG_RESULTS_DIR): JSON documents plus an SQLite index.",
+    )(command)
+
+
+class JsonlStream:
+    """Writes each host's records to stdout the moment the host is done (jsonl output)."""
+
+    def __init__(self, env: Environment, port: int | None, then: ProgressCallback) -> None:
+        self.env, self.port, self.then = env, port, then
+        self._lock = threading.Lock()
+
+    def __call__(self, host: str, stage: str, result: HostResult | None) -> None:
+        """A ProgressCallback: on "done", the host's and its flows' records; always passed on."""
+        if stage == "done" and result is not None:
+            text = "".join(jsonl.line(r) for r in jsonl.host_records(result, self.port))
+            with self._lock:
+                self.env.stdout.write(text)
+                self.env.stdout.flush()
+        self.then(host, stage, result)
+
+
+@click.command(epilog=EXIT_CODES_HELP)
 @host_options
 @click.option("--duration", type=click.IntRange(1, 86400), default=60, show_default=True, help="Window length in seconds, the same on every host.")
-@click.option("-o", "--output", type=click.Choice(sorted(RENDERERS)), default="table", show_default=True, help="table for people, json for scripts.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Trace only flows with this local or remote port (one service).")
+@click.option("-o", "--output", type=click.Choice(list(RENDERERS)), default="table", show_default=True, help="table for people; json (one document), jsonl (one record per host and flow, as hosts finish) or prom for machines.")
+@click.option("--follow", is_flag=True, help="Print drops on stderr as they happen, once a second per host.")
 @click.option("--tracer", type=click.Choice(tracers.CHOICES), default="auto", show_default=True, help="Force one probe backend.")
+@click.option("--prom-file", type=click.Path(dir_okay=False), help="Also write Prometheus textfile-collector metrics here (atomically).")
+@results_dir_option
+@click.option("--keep", type=click.IntRange(1), help="Keep only the N newest sweeps in the results dir.")
+@click.option("--fail-on-drops", type=click.IntRange(1), metavar="N", help="Exit 5 when the collected hosts dropped N or more segments in the window.")
 def collect(
     inventory: str | None,
     limit: str | None,
@@ -55,29 +95,93 @@ def collect(
     host_key_checking: str,
     known_hosts: tuple[str, ...],
     duration: int,
+    port: int | None,
     output: str,
+    follow: bool,
     tracer: str,
+    prom_file: str | None,
+    results_dir: Path,
+    keep: int | None,
+    fail_on_drops: int | None,
 ) -> None:
-    """Watch every host for DURATION seconds and report TCP drops per host and per flow.
+    """Watch every host for DURATION seconds and report TCP drops per host and per flow, with verdicts.
 
-    \b
-    Exit codes: 0 every host collected; 2 usage or inventory error (no host contacted);
-    3 some hosts failed or were unreachable; 4 no host collected.
+    Every sweep is saved in the results dir (see fleetdiag history / report / diff);
+    only one sweep runs at a time per results dir. "Drops" for --fail-on-drops are the
+    traced drops of every reason (on hosts without a tracer: the TcpExt drop counters
+    TCPBacklogDrop, TCPRcvQDrop, TCPZeroWindowDrop, ListenDrops, PFMemallocDrop).
     """
     env = Environment()
     try:
         hosts = select_inventory_hosts(env, inventory, limit, become)
+        store = ResultsStore.open(results_dir)
     except FleetdiagError as exc:
         exit_usage(env, exc)
+    lock = store.lock()
+    try:
+        lock.acquire()
+    except SweepLocked as exc:
+        _error(env, exc)
+        sys.exit(int(ExitStatus.LOCKED))
     options = SweepOptions(
-        window=Window(duration_s=duration),
+        window=Window(duration_s=duration, port=port, follow=follow),
         forks=forks,
         tracer=tracer,
         ssh=ssh_options(user, private_key, connect_timeout, host_key_checking, known_hosts),
     )
-    if env.interactive:
-        click.echo(f"fleetdiag: watching {len(hosts)} host(s) for {duration} s", file=env.stderr)
-    sweep = run_sweep(hosts, options, progress=progress_reporter(env, len(hosts)))
-    env.stdout.write(RENDERERS[output](sweep))
-    env.stdout.flush()
-    sys.exit(int(sweep_exit_status(sweep)))
+    try:
+        sweep = _run(env, hosts, options, output)
+        _save(env, store, sweep, keep)
+        if output == "jsonl":
+            env.stdout.write(jsonl.line(jsonl.sweep_record(sweep)))  # the hosts' records are out already
+        else:
+            env.stdout.write(RENDERERS[output](sweep))
+        env.stdout.flush()
+        if prom_file:
+            _write_prom(env, sweep, prom_file)
+    finally:
+        lock.release()
+    sys.exit(int(sweep_exit_status(sweep, fail_on_drops)))
+
+
+def _run(env: Environment, hosts: list[HostSpec], options: SweepOptions, output: str) -> Sweep:
+    """The sweep itself, with progress, --follow lines and jsonl streaming wired in."""
+    window = options.window
+    with SweepProgress(env, len(hosts), window.duration_s) as progress:
+        callback: ProgressCallback = progress
+        if output == "jsonl":
+            callback = JsonlStream(env, window.port, progress)
+        if window.follow:
+            options = replace(options, live=lambda drops: progress.print(describe(drops)))
+        if env.interactive:
+            progress.print(f"fleetdiag: watching {len(hosts)} host(s) for {window.duration_s} s")
+        with stop_on_signals() as stop:
+            sweep = run_sweep(hosts, options, progress=callback, stop=stop)
+    return replace(sweep, port=window.port) if window.port is not None else sweep
+
+
+def _save(env: Environment, store: ResultsStore, sweep: Sweep, keep: int | None) -> None:
+    """Save the sweep and apply --keep; a failure is reported, the results still print."""
+    try:
+        record = store.save(sweep)
+        log.info("saved sweep %s in %s", record.id, store.root)
+        if keep:
+            for gone in store.prune(keep):
+                log.info("removed sweep %s (--keep %d)", gone, keep)
+    except (OSError, sqlite3.Error, FleetdiagError) as exc:
+        _error(env, f"could not save the sweep in {store.root}: {exc}")
+
+
+def _write_prom(env: Environment, sweep: Sweep, path: str) -> None:
+    try:
+        write_prom_file(sweep, path)
+    except OSError as exc:
+        _error(env, f"could not write {path}: {exc.strerror or exc}")
+
+
+def _error(env: Environment, problem: object) -> None:
+    message = problem.message if isinstance(problem, FleetdiagError) else str(problem)
+    click.echo(f"fleetdiag: {message}", file=env.stderr)
+    hint = getattr(problem, "hint", None)
+    if hint:
+        click.echo(f"fleetdiag: hint: {hint}", file=env.stderr)

@@ -1,11 +1,12 @@
-"""Streams and terminal facts, injected so tests and cron runs see the same code paths (httpie)."""
+"""Streams, terminal facts, the environment and the clock, injected so tests and cron runs see the same code paths (httpie)."""
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Callable, Mapping, TextIO
 
 
 @dataclass
@@ -14,8 +15,22 @@ class Environment:
 
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    clock: Callable[[], float] = time.monotonic
+
+    @property
+    def no_color(self) -> bool:
+        """NO_COLOR set to anything but the empty string (no-color.org)."""
+        return bool(self.environ.get("NO_COLOR"))
 
     @property
     def interactive(self) -> bool:
         """Progress and colour are for people: a TTY on stderr and no NO_COLOR."""
-        return self.stderr.isatty() and "NO_COLOR" not in os.environ
+        return _isatty(self.stderr) and not self.no_color
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # closed or not a real stream
+        return False

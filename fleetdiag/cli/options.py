@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import replace
 from typing import Any, Callable
@@ -12,27 +13,67 @@ from fleetdiag.cli.environment import Environment
 from fleetdiag.errors import FleetdiagError, InventoryError, UsageError
 from fleetdiag.exit_status import ExitStatus
 from fleetdiag.inventory import load_inventory, local_inventory, select_hosts
+from fleetdiag.inventory.names import login_problem
+from fleetdiag.inventory.schema import ssh_args_problem
+from fleetdiag.inventory.secret_values import SecretText
 from fleetdiag.model import HostSpec
 from fleetdiag.transport import HostKeyChecking, SshOptions
 from fleetdiag.transport.ssh import DEFAULT_KNOWN_HOSTS
 
+# Where -K and the environment put the become password; never logged, never saved.
+BECOME_PASSWORD_ENV = "FLEETDIAG_BECOME_PASSWORD"
+_META = "fleetdiag.connection"  # click context meta: options that reach ssh_options() directly
+
+
+def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A callback keeping an option out of the command's arguments, for ssh_options() to read."""
+
+    def store(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        ctx.meta.setdefault(_META, {})[name] = value
+        return value
+
+    return store
+
+
+def _check_user(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    problem = login_problem(value) if value is not None else None
+    if problem:
+        raise click.BadParameter(problem)
+    return value
+
+
+def _check_ssh_args(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    problem = ssh_args_problem(value) if value is not None else None
+    if problem:
+        raise click.BadParameter(problem)
+    return _remember("ssh_common_args")(ctx, param, value)
+
+
 _HOST_OPTIONS = [
-    click.option("-i", "--inventory", type=click.Path(dir_okay=False), help="Ansible YAML inventory. Without it: this machine, no SSH."),
-    click.option("-l", "--limit", help="Ansible --limit pattern: hosts or groups, globs, !exclude, &intersect."),
-    click.option("-f", "--forks", type=click.IntRange(1, 2000), default=50, show_default=True, help="Hosts contacted at once."),
-    click.option("-u", "--user", help="Login user where the inventory sets no ansible_user."),
+    click.option("-i", "--inventory", type=click.Path(dir_okay=False), help="Ansible inventory, YAML or INI (group_vars/ and host_vars/ beside it are read). Without it: this machine, no SSH."),
+    click.option("-l", "--limit", help="Ansible --limit pattern: hosts or groups, globs, ~regex, !exclude, &intersect, group[0:2], @file."),
+    click.option("-f", "--forks", type=click.IntRange(1, 2000), default=50, show_default=True, help="Hosts contacted at once; more hosts go in batches, each watching one window together."),
+    click.option("-u", "--user", callback=_check_user, help="Login user where the inventory sets no ansible_user."),
     click.option("--private-key", type=click.Path(dir_okay=False), help="SSH key where the inventory sets none."),
-    click.option("-b", "--become", is_flag=True, help="Use sudo -n on every host (root is needed to trace)."),
+    click.option("-b", "--become", is_flag=True, help="Use sudo on every host (root is needed to trace)."),
+    click.option(
+        "-K", "--ask-become-pass", is_flag=True, expose_value=False, callback=_remember("ask_become_pass"),
+        help=f"Prompt for the sudo password (or set {BECOME_PASSWORD_ENV}); without either, sudo -n.",
+    ),
     click.option("--connect-timeout", type=click.FloatRange(0.5, 600), default=10.0, show_default=True, help="Seconds to connect and authenticate."),
     click.option(
         "--host-key-checking",
         type=click.Choice([m.value for m in HostKeyChecking]),
-        default="strict",
-        show_default=True,
-        help="strict: known_hosts only; accept-new: learn unknown keys; off: accept any (lab only).",
+        default=None,
+        help="strict: known_hosts only; accept-new: learn unknown keys; off: accept any (lab only). "
+        "[default: ansible_host_key_checking, else strict]",
     ),
     click.option("--known-hosts", multiple=True, type=click.Path(dir_okay=False), help=f"known_hosts file(s) [default: {', '.join(DEFAULT_KNOWN_HOSTS)}]."),
-]
+    click.option(
+        "--ssh-common-args", expose_value=False, callback=_check_ssh_args,
+        help="Like ansible_ssh_common_args, for hosts whose inventory sets none (e.g. '-J ops@bastion').",
+    ),
+]  # fmt: skip
 
 
 def host_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -57,16 +98,36 @@ def select_inventory_hosts(env: Environment, inventory: str | None, limit: str |
 
 
 def ssh_options(
-    user: str | None, private_key: str | None, connect_timeout: float, host_key_checking: str, known_hosts: tuple[str, ...]
+    user: str | None,
+    private_key: str | None,
+    connect_timeout: float,
+    host_key_checking: str | None,
+    known_hosts: tuple[str, ...],
 ) -> SshOptions:
-    """SSH settings shared by every host of a run."""
+    """SSH settings shared by every host of a run (asks for the become password if -K was given)."""
+    remembered = _remembered()
     return SshOptions(
         connect_timeout=connect_timeout,
-        host_key_checking=HostKeyChecking(host_key_checking),
+        host_key_checking=HostKeyChecking(host_key_checking) if host_key_checking else None,
         known_hosts=known_hosts or DEFAULT_KNOWN_HOSTS,
         default_user=user,
         default_private_key=private_key,
+        become_password=_become_password(bool(remembered.get("ask_become_pass"))),
+        default_ssh_common_args=remembered.get("ssh_common_args"),
     )
+
+
+def _remembered() -> dict[str, Any]:
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(_META, {}) if ctx is not None else {}
+
+
+def _become_password(ask: bool) -> str | None:
+    """From -K's prompt (on the terminal, not echoed), else the environment, else None (sudo -n)."""
+    if ask:
+        return SecretText(click.prompt("BECOME password", hide_input=True, err=True, default="", show_default=False))
+    from_env = os.environ.get(BECOME_PASSWORD_ENV)
+    return SecretText(from_env) if from_env else None
 
 
 def exit_usage(env: Environment, exc: FleetdiagError) -> None:

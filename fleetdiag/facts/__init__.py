@@ -7,23 +7,56 @@
 from __future__ import annotations
 
 from fleetdiag.facts.base import Fact
-from fleetdiag.facts.host import KERNEL, NETNS, OS_RELEASE, UID
+from fleetdiag.facts.host import KERNEL, NETNS, OS_RELEASE, SUDO, UID
+from fleetdiag.facts.kernel import (
+    DEBUGINFO,
+    FENTRY,
+    KALLSYMS,
+    KERNEL_HEADERS,
+    LOCKDOWN,
+    MODULES,
+    SECURE_BOOT,
+    TCP_ADD_BACKLOG_BTF,
+)
+from fleetdiag.facts.source import BACKLOGDROP_SOURCE, BacklogDropSource
+from fleetdiag.facts.tools import BCC, SYSTEMTAP, TOOLS, Systemtap
 from fleetdiag.facts.tracing import (
     BPFTRACE,
     BTF,
     KFREE_SKB_FORMAT,
+    TRACEFS,
     parse_reason_table,
     parse_tracepoint_fields,
 )
 from fleetdiag.model import HostFacts
 from fleetdiag.sections import section_header, split_sections
 
-FACTS: tuple[Fact, ...] = (KERNEL, OS_RELEASE, UID, NETNS, BTF, BPFTRACE, KFREE_SKB_FORMAT)
+FACTS: tuple[Fact, ...] = (
+    KERNEL, OS_RELEASE, UID, SUDO, NETNS,
+    TRACEFS, BTF, BPFTRACE, KFREE_SKB_FORMAT,
+    MODULES, LOCKDOWN, SECURE_BOOT, KALLSYMS, TCP_ADD_BACKLOG_BTF, FENTRY, KERNEL_HEADERS, DEBUGINFO,
+    BACKLOGDROP_SOURCE, SYSTEMTAP, BCC, TOOLS,
+)  # fmt: skip
+
+# Several facts read tracefs. Find it once; if nobody mounted it and we are root, mount it
+# for the length of detection only, so the host is left as it was found.
+_PRELUDE = """exec 2>/dev/null
+fd_tracefs=""
+fd_mounted=""
+for t in /sys/kernel/tracing /sys/kernel/debug/tracing; do
+  if [ -d "$t/events" ]; then fd_tracefs=$t; break; fi
+done
+if [ -z "$fd_tracefs" ] && [ "$(id -u)" = 0 ] && [ -d /sys/kernel/tracing ] &&
+  mount -t tracefs nodev /sys/kernel/tracing; then
+  fd_tracefs=/sys/kernel/tracing
+  fd_mounted=1
+fi
+trap '[ -n "$fd_mounted" ] && umount /sys/kernel/tracing' EXIT"""
 
 
 def detection_script() -> str:
     """One POSIX shell script that prints every fact in its own section."""
-    parts = ["exec 2>/dev/null"]
+    parts = [_PRELUDE]
     for fact in FACTS:
         # A subshell per fact: one failing command never hides the others.
         parts += [section_header(fact.name), f"( {fact.command.strip()}\n)"]
@@ -35,13 +68,35 @@ def parse_facts(output: str) -> HostFacts:
     sections = split_sections(output)
     values = {fact.name: fact.parse_or_none(sections.get(fact.name)) for fact in FACTS}
     kfree_skb_format = values["kfree_skb_format"] or ""
+    os_release = values["os_release"] or {}
+    stap = values["systemtap"] or Systemtap(None, False)
+    source = values["backlogdrop_source"] or BacklogDropSource()
+    bcc = values["bcc"]
     return HostFacts(
         kernel=values["kernel"],
-        os_name=values["os_release"],
+        os_name=os_release.get("PRETTY_NAME") or None,
+        os_id=os_release.get("ID") or None,
         uid=values["uid"],
+        sudo=values["sudo"],
         netns=values["netns"],
+        tracefs=values["tracefs"],
         btf=bool(values["btf"]),
         bpftrace_version=values["bpftrace"],
         kfree_skb_fields=parse_tracepoint_fields(kfree_skb_format),
         drop_reasons=parse_reason_table(kfree_skb_format),
+        modules=values["modules"],
+        lockdown=values["lockdown"],
+        secure_boot=values["secure_boot"],
+        kernel_symbols=values["kallsyms"] or frozenset(),
+        tcp_add_backlog_params=values["tcp_add_backlog_btf"],
+        fentry_tcp_add_backlog=values["fentry_tcp_add_backlog"],
+        kernel_headers=values["kernel_headers"],
+        debuginfo=values["debuginfo"],
+        kernel_source=source.root,
+        backlogdrop_lines=source.lines,
+        stap_version=stap.version,
+        staprun=stap.staprun,
+        bcc_python=bcc.python if bcc else None,
+        bcc_version=bcc.version if bcc else None,
+        tools=values["tools"] or frozenset(),
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from types import MappingProxyType
+from typing import Mapping
 
 from fleetdiag.facts.base import Fact
 
@@ -12,22 +14,39 @@ def _first_line(out: str) -> str | None:
     return line or None
 
 
+def parse_os_release_fields(out: str) -> Mapping[str, str]:
+    """Every ``KEY=value`` of /etc/os-release, unquoted.
+
+    >>> dict(parse_os_release_fields('ID="rhel"\\nVERSION_ID="7.9"\\n'))
+    {'ID': 'rhel', 'VERSION_ID': '7.9'}
+    """
+    fields = {}
+    for line in out.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip().isidentifier():
+            fields[key.strip()] = value.strip().strip("\"'")
+    return MappingProxyType(fields)
+
+
 def parse_os_release(out: str) -> str | None:
     """PRETTY_NAME from /etc/os-release, unquoted.
 
     >>> parse_os_release('NAME="Debian"\\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\\n')
     'Debian GNU/Linux 12 (bookworm)'
     """
-    for line in out.splitlines():
-        if line.startswith("PRETTY_NAME="):
-            return line.split("=", 1)[1].strip().strip("\"'") or None
-    return None
+    return parse_os_release_fields(out).get("PRETTY_NAME") or None
 
 
 def parse_uid(out: str) -> int | None:
     """The effective uid printed by ``id -u``."""
     line = _first_line(out)
     return int(line) if line and line.isdigit() else None
+
+
+def parse_sudo(out: str) -> str | None:
+    """``root``, ``passwordless`` (``sudo -n true`` worked) or ``password``."""
+    line = _first_line(out)
+    return line if line in ("root", "passwordless", "password") else None
 
 
 def parse_netns(out: str) -> int | None:
@@ -40,7 +59,16 @@ def parse_netns(out: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+# Only asked when not root: a non-root login with passwordless sudo just needs --become.
+SUDO_COMMAND = """
+if [ "$(id -u)" = 0 ]; then echo root
+elif command -v sudo >/dev/null && sudo -n true </dev/null; then echo passwordless
+else echo password
+fi
+"""
+
 KERNEL = Fact("kernel", "uname -r", _first_line)
-OS_RELEASE = Fact("os_release", "cat /etc/os-release", parse_os_release)
+OS_RELEASE = Fact("os_release", "cat /etc/os-release", parse_os_release_fields)
 UID = Fact("uid", "id -u", parse_uid)
+SUDO = Fact("sudo", SUDO_COMMAND, parse_sudo)
 NETNS = Fact("netns", "readlink /proc/self/ns/net", parse_netns)

@@ -11,16 +11,17 @@ from fleetdiag.facts.base import Fact
 _FIELD = re.compile(r"^\s*field:(?P<decl>[^;]+);", re.MULTILINE)
 _SYMBOL = re.compile(r"\{\s*(0x[0-9a-fA-F]+|\d+)\s*,\s*\"([A-Za-z0-9_]+)\"\s*\}")
 
-# Read the format file where tracefs is; if tracefs is not mounted and we are root,
-# mount it just long enough to read it, so detection leaves the host as it was.
-KFREE_SKB_FORMAT_COMMAND = r"""
-for t in /sys/kernel/tracing /sys/kernel/debug/tracing; do
-  if [ -r "$t/events/skb/kfree_skb/format" ]; then cat "$t/events/skb/kfree_skb/format"; exit 0; fi
-done
-t=/sys/kernel/tracing
-if [ "$(id -u)" = 0 ] && [ -d "$t" ] && mount -t tracefs nodev "$t" 2>/dev/null; then
-  cat "$t/events/skb/kfree_skb/format" 2>/dev/null
-  umount "$t" 2>/dev/null
+# The detection prelude has set $fd_tracefs (mounting tracefs for detection only if needed).
+KFREE_SKB_FORMAT_COMMAND = """
+[ -n "$fd_tracefs" ] && cat "$fd_tracefs/events/skb/kfree_skb/format"
+"""
+
+# What the host had before detection touched anything: fleetdiag mounts an unmounted tracefs itself.
+TRACEFS_COMMAND = """
+if [ -n "$fd_mounted" ]; then echo unmounted
+elif [ -n "$fd_tracefs" ]; then echo "$fd_tracefs"
+elif [ -d /sys/kernel/tracing ]; then echo unmounted
+else echo absent
 fi
 """
 
@@ -58,11 +59,18 @@ def parse_bpftrace_version(out: str) -> str | None:
     return match.group(1) if match else None
 
 
+def parse_tracefs(out: str) -> str | None:
+    """Where tracefs is mounted, ``unmounted`` or ``absent``."""
+    word = out.strip()
+    return word if word in ("unmounted", "absent") or word.startswith("/") else None
+
+
 def parse_yes(out: str) -> bool:
     """True when the command printed ``yes``."""
     return out.strip() == "yes"
 
 
+TRACEFS = Fact("tracefs", TRACEFS_COMMAND, parse_tracefs)
 KFREE_SKB_FORMAT = Fact("kfree_skb_format", KFREE_SKB_FORMAT_COMMAND, lambda out: out)
 BTF = Fact("btf", "[ -r /sys/kernel/btf/vmlinux ] && echo yes || echo no", parse_yes)
 BPFTRACE = Fact(

@@ -16,7 +16,7 @@ from typing import Any
 
 from fleetdiag.inventory.host_patterns import HostPatternError, parse_host_key
 from fleetdiag.inventory.names import group_problem, host_problem
-from fleetdiag.inventory.schema import UNDERSTOOD_VARS, validate_port, validate_vars
+from fleetdiag.inventory.schema import IGNORED_PASSWORDS, UNDERSTOOD_VARS, validate_port, validate_vars
 from fleetdiag.inventory.secret_values import conceal, is_secret_name
 from fleetdiag.model import frozen_map
 
@@ -33,6 +33,9 @@ class GroupDraft:
     settings: dict[str, Any] = field(default_factory=dict)
     other_vars: dict[str, Any] = field(default_factory=dict)
     parents: list[str] = field(default_factory=list)
+    # From group_vars/<name> beside the inventory: they outrank every group's file vars.
+    dir_settings: dict[str, Any] = field(default_factory=dict)
+    dir_other_vars: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -43,6 +46,9 @@ class HostDraft:
     settings: dict[str, Any] = field(default_factory=dict)
     other_vars: dict[str, Any] = field(default_factory=dict)
     groups: list[str] = field(default_factory=list)  # where listed directly, 'all' excluded
+    # From host_vars/<name> beside the inventory: the most specific of all.
+    dir_settings: dict[str, Any] = field(default_factory=dict)
+    dir_other_vars: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -53,6 +59,7 @@ class InventoryDraft:
     hosts: dict[str, HostDraft] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def group(self, name: str) -> GroupDraft:
         """The group called ``name``, created on first mention."""
@@ -154,7 +161,7 @@ def _read_section(draft: InventoryDraft, group: str, key: str, section: Any, pat
         )
         return
     if key == "vars":
-        settings, other_vars = _read_vars(draft, section, path)
+        settings, other_vars = read_vars(draft, section, path)
         target = draft.group(group)
         target.settings.update(settings)
         target.other_vars.update(other_vars)
@@ -215,7 +222,7 @@ def _read_host(draft: InventoryDraft, key: str, body: Any, path: str, group: str
             f"got {describe_type(body)}"
         )
         return
-    settings, other_vars = _read_vars(draft, body or {}, path)
+    settings, other_vars = read_vars(draft, body or {}, path)
     if name_problem is not None:
         return
     for name in pattern.names:
@@ -228,13 +235,18 @@ def _read_host(draft: InventoryDraft, key: str, body: Any, path: str, group: str
         host.other_vars.update(other_vars)
 
 
-def _read_vars(
+def read_vars(
     draft: InventoryDraft, written: Mapping[Any, Any], path: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The understood (validated) and the other variables of one mapping, secrets noted."""
     variables = {str(name): value for name, value in written.items()}
     for name, value in variables.items():
         _note_secrets(draft, name, value)
+        if name in IGNORED_PASSWORDS:
+            draft.warnings.append(
+                f"{path}.{name}: ignored; fleetdiag takes the become password only from "
+                "the FLEETDIAG_BECOME_PASSWORD environment variable or the -K prompt"
+            )
     settings = validate_vars(variables, path, draft.problems)
     other_vars = {
         name: _kept_value(name, value) for name, value in variables.items() if name not in UNDERSTOOD_VARS

@@ -1,4 +1,5 @@
-"""Ansible ``--limit`` patterns: names, groups, globs, ``~regex``, ``&`` intersection, ``!`` exclusion.
+"""Ansible ``--limit`` patterns: names, groups, globs, ``~regex``, ``&`` intersection, ``!`` exclusion,
+``group[0:2]`` subscripts and ``@file``.
 
 Unlike Ansible, a pattern that matches nothing is an error rather than a warning:
 a typo in ``!db01`` would otherwise quietly include the host it meant to spare.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 from fleetdiag.errors import InventoryError
 from fleetdiag.inventory.ansible_yaml import ALL, UNGROUPED
@@ -17,6 +19,8 @@ from fleetdiag.inventory.loader import Inventory
 from fleetdiag.model import HostSpec
 
 _GLOB_CHARS = frozenset("*?[")
+# Ansible's PATTERN_WITH_SUBSCRIPT: a pattern followed by [index] or [start:end].
+_SUBSCRIPT = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+):([0-9]+)?)\]$")
 _MAX_GROUPS_IN_HINT = 12
 
 
@@ -43,14 +47,54 @@ def _split_colons(piece: str) -> list[str]:
     return parts
 
 
+def expand_limit_files(patterns: list[str]) -> list[str]:
+    """Replace each ``@file`` by the patterns in the file, one a line (Ansible's retry files)."""
+    expanded: list[str] = []
+    for pattern in patterns:
+        if not pattern.startswith("@"):
+            expanded.append(pattern)
+            continue
+        path = Path(pattern[1:]).expanduser()
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            raise InventoryError([f"--limit: limit file {pattern[1:]} not found"]) from None
+        except IsADirectoryError:
+            raise InventoryError([f"--limit: {pattern!r} must name a file, not a directory"]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InventoryError([f"--limit: cannot read limit file {pattern[1:]}: {exc}"]) from None
+        expanded.extend(line.strip() for line in lines if line.strip())
+    return expanded
+
+
 def matching_hosts(inventory: Inventory, pattern: str) -> set[str]:
-    """Names of the hosts one bare pattern selects: a group, a host, a glob or ``~regex``."""
+    """Names of the hosts one bare pattern selects: a group, a host, a glob, ``~regex``, ``web[0:2]``."""
+    pattern, subscript = _split_subscript(pattern)
     if pattern.startswith("~"):
         regex = re.compile(pattern[1:])
-        return _hosts_of_matches(inventory, lambda name: regex.match(name) is not None)
-    if _GLOB_CHARS & set(pattern):
-        return _hosts_of_matches(inventory, lambda name: fnmatch.fnmatchcase(name, pattern))
-    return _hosts_of_matches(inventory, lambda name: name == pattern)
+        names = _hosts_of_matches(inventory, lambda name: regex.match(name) is not None)
+    elif _GLOB_CHARS & set(pattern):
+        names = _hosts_of_matches(inventory, lambda name: fnmatch.fnmatchcase(name, pattern))
+    else:
+        names = _hosts_of_matches(inventory, lambda name: name == pattern)
+    if subscript is None:
+        return names
+    ordered = [host.name for host in inventory.hosts if host.name in names]
+    start, end = subscript
+    if end is None:
+        return {ordered[start]} if -len(ordered) <= start < len(ordered) else set()
+    return set(ordered[start : (len(ordered) if end == -1 else end + 1)])
+
+
+def _split_subscript(pattern: str) -> tuple[str, tuple[int, int | None] | None]:
+    """``web[0]`` -> (web, (0, None)); ``web[1:3]`` -> (web, (1, 3)) inclusive, as in Ansible."""
+    match = None if pattern.startswith("~") else _SUBSCRIPT.match(pattern)
+    if match is None:
+        return pattern, None
+    base, index, start, end = match.groups()
+    if index is not None:
+        return base, (int(index), None)
+    return base, (int(start), int(end) if end else -1)
 
 
 def _hosts_of_matches(inventory: Inventory, matches: Callable[[str], bool]) -> set[str]:
@@ -73,7 +117,7 @@ def select_hosts(inventory: Inventory, limit: str | None) -> tuple[HostSpec, ...
     required: list[set[str]] = []
     excluded: set[str] = set()
     problems = []
-    for pattern in split_limit(limit):
+    for pattern in expand_limit_files(split_limit(limit)):
         operator, body = (pattern[0], pattern[1:].strip()) if pattern[0] in "!&" else ("", pattern)
         if not body:
             problems.append(f"--limit: {pattern!r} needs a host or group name after {operator!r}")

@@ -1,4 +1,5 @@
-"""Loading an inventory: the file, then Ansible's structure, then precedence, or every problem at once."""
+"""Loading an inventory: the file (YAML or INI), Ansible's structure, group_vars/ and host_vars/,
+then precedence; or every problem at once."""
 
 from __future__ import annotations
 
@@ -7,15 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fleetdiag.errors import InventoryError
-from fleetdiag.inventory.ansible_yaml import ALL, read_ansible_yaml
+from fleetdiag.inventory.ansible_yaml import ALL, InventoryDraft, read_ansible_yaml
+from fleetdiag.inventory.ini_file import as_yaml_document, read_ini
 from fleetdiag.inventory.precedence import resolve_hosts
 from fleetdiag.inventory.secret_values import redact
-from fleetdiag.inventory.yaml_file import FORMAT_HINT, ini_hint, parse_yaml, read_text
+from fleetdiag.inventory.vars_dirs import read_vars_dirs
+from fleetdiag.inventory.yaml_file import INI_SECTION, FORMAT_HINT, YamlDocument, parse_yaml, read_text
 from fleetdiag.model import LOCAL_CONNECTION, HostSpec, frozen_map
-
-# Ansible reads these beside the inventory; fleetdiag does not, so say so.
-_VARS_DIRECTORIES = ("group_vars", "host_vars")
-
 
 @dataclass(frozen=True)
 class Inventory:
@@ -24,36 +23,54 @@ class Inventory:
     path: Path | None
     hosts: tuple[HostSpec, ...]
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=frozen_map)
-    warnings: tuple[str, ...] = ()  # odd but usable: duplicate keys, unread group_vars/
+    warnings: tuple[str, ...] = ()  # odd but usable: duplicate keys, ignored passwords
 
 
 def load_inventory(path: str | Path) -> Inventory:
-    """The inventory in an Ansible YAML file, e.g. ``load_inventory("hosts.yaml").hosts``.
+    """The inventory in an Ansible YAML or INI file, e.g. ``load_inventory("hosts.yaml").hosts``.
 
     Raises InventoryError listing every problem, one line each, as
     ``hosts.yaml: all.children.web.hosts.web01.ansible_port: <message>``.
     """
     shown = str(path)  # the name as the user gave it, so messages point where they looked
     inventory_path = Path(path)
-    parsed = parse_yaml(read_text(inventory_path, shown), shown)
-    draft = read_ansible_yaml(parsed.document)
-    if draft.problems:
-        lines = [f"{shown}: {problem}" for problem in draft.problems]
-        top_level_ok = isinstance(parsed.document, dict) and bool(parsed.document)
-        hint = ini_hint(shown) if parsed.looks_like_ini and not top_level_ok else FORMAT_HINT
-        raise InventoryError(redact(lines, draft.secrets), hint=hint)
+    text = read_text(inventory_path, shown)
+    draft, warnings = _read_draft(text, inventory_path, shown)
+    vars_problems = read_vars_dirs(draft, inventory_path, shown)
+    if draft.problems or vars_problems:
+        lines = [f"{shown}: {problem}" for problem in draft.problems] + vars_problems
+        raise InventoryError(redact(lines, draft.secrets), hint=FORMAT_HINT)
     hosts, groups = resolve_hosts(draft)
-    warnings = parsed.warnings + _unread_directories(inventory_path, shown)
+    warnings += tuple(f"{shown}: {warning}" for warning in draft.warnings)
     return Inventory(path=inventory_path, hosts=hosts, groups=groups, warnings=warnings)
 
 
-def _unread_directories(path: Path, shown: str) -> tuple[str, ...]:
-    return tuple(
-        f"{shown}: {name}/ beside the inventory is not read by fleetdiag; "
-        "put the variables it needs (ansible_user, ansible_port...) in the inventory file"
-        for name in _VARS_DIRECTORIES
-        if (path.parent / name).is_dir()
-    )
+def _read_draft(text: str, path: Path, shown: str) -> tuple[InventoryDraft, tuple[str, ...]]:
+    """YAML when the text is a YAML mapping of groups, INI when it looks like INI (Ansible tries both)."""
+    try:
+        parsed: YamlDocument | None = parse_yaml(text, shown)
+        yaml_error = None
+    except InventoryError as exc:
+        parsed, yaml_error = None, exc
+    if parsed is not None and isinstance(parsed.document, dict):
+        return read_ansible_yaml(parsed.document), parsed.warnings
+    if _looks_like_ini(text):
+        ini = read_ini(text)
+        draft = read_ansible_yaml(as_yaml_document(ini))
+        draft.problems[:0] = ini.problems
+        return draft, ()
+    if yaml_error is not None:
+        raise yaml_error
+    assert parsed is not None
+    return read_ansible_yaml(parsed.document), parsed.warnings  # the walker says what is wrong
+
+
+def _looks_like_ini(text: str) -> bool:
+    """A [section] line, or a first host line with key=value: no YAML inventory reads like that."""
+    if INI_SECTION.search(text):
+        return True
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith(("#", ";"))]
+    return bool(lines) and ":" not in lines[0].split("=")[0] and not lines[0].startswith(("-", "{", "---"))
 
 
 def local_inventory() -> Inventory:

@@ -2,8 +2,8 @@
 
 A host's variables are its groups' variables merged from the least to the most
 specific (Ansible's ``sort_groups``: by depth below 'all', then
-``ansible_group_priority``, then name; later wins), with its own host variables
-on top. Among aliases of one setting the newer name loses to the older one
+``ansible_group_priority``, then name; later wins), then the same groups' files in
+``group_vars/``, with its own host variables and ``host_vars/`` on top. Among aliases of one setting the newer name loses to the older one
 (``ansible_ssh_host`` beats ``ansible_host``), as in Ansible's ssh plugin.
 """
 
@@ -58,11 +58,18 @@ def merged_variables(
 
     settings: dict[str, Any] = {}
     other_vars: dict[str, Any] = {}
-    for name in sorted(member_of, key=rank):
+    ordered = sorted(member_of, key=rank)
+    # Ansible's VARIABLE_PRECEDENCE: every group's inventory-file vars, then group_vars/
+    # ('all' first, being least deep), then the host's file vars, then host_vars/.
+    for name in ordered:
         settings.update(groups[name].settings)
         other_vars.update(groups[name].other_vars)
-    settings.update(host.settings)
-    other_vars.update(host.other_vars)
+    for name in ordered:
+        settings.update(groups[name].dir_settings)
+        other_vars.update(groups[name].dir_other_vars)
+    for source_settings, source_vars in ((host.settings, host.other_vars), (host.dir_settings, host.dir_other_vars)):
+        settings.update(source_settings)
+        other_vars.update(source_vars)
     return settings, other_vars
 
 
@@ -75,6 +82,9 @@ def host_spec(
         for variable in variables:  # later names win; null means unset
             if settings.get(variable) is not None:
                 fields[field_name] = settings[variable]
+    extra = settings.get("ansible_ssh_extra_args")
+    if extra:  # Ansible puts the extra args after the common ones on ssh's command line
+        fields["ssh_common_args"] = f"{fields.get('ssh_common_args') or ''} {extra}".strip()
     return HostSpec(
         name=name,
         groups=tuple(sorted(member_of - {ALL})),

@@ -22,6 +22,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from fleetdiag.inventory.names import host_problem, login_problem, template_problem
+from fleetdiag.transport.ssh_args import SshArgsError, parse_ssh_args
 
 # Ansible's module_utils.parsing.convert_bool sets, compared lower-cased.
 _ANSIBLE_TRUE = frozenset({"y", "yes", "on", "1", "true", "t"})
@@ -77,13 +78,45 @@ def _non_empty_path(path: str) -> str:
 
 _NoTemplate = _checked_by(template_problem, "template")
 
+
+def _become_method(method: str) -> str:
+    if method != "sudo":
+        raise PydanticCustomError(
+            "become_method",
+            "fleetdiag becomes another user with sudo only; '{method}' is not supported (use sudo, or log in as root)",
+            {"method": method if method.isidentifier() else "this method"},
+        )
+    return method
+
+
+def _host_key_checking(value: Any) -> str:
+    """ansible_host_key_checking: an Ansible boolean, or strict/accept-new/off."""
+    if isinstance(value, str) and value.strip().lower() in ("strict", "accept-new", "off"):
+        return value.strip().lower()
+    return "strict" if _ansible_boolean(value) else "off"
+
+
+def ssh_args_problem(text: str) -> str | None:
+    """A problem if ssh common args cannot be honoured, or name a jump host ssh must not see."""
+    try:
+        parsed = parse_ssh_args(text)
+    except SshArgsError as exc:
+        return str(exc)
+    for hop in parsed.jumps:
+        problem = host_problem(hop.host, "jump host") or (hop.user and login_problem(hop.user, "jump user"))
+        if problem:
+            return problem
+    return None
+
 Port = Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=65535)]
 HostAddress = Annotated[str, _checked_by(lambda text: host_problem(text, "host address"), "host_address")]
 LoginName = Annotated[str, _checked_by(login_problem, "login_name")]
 KeyFile = Annotated[str, _NoTemplate, AfterValidator(_non_empty_path)]
 AnsibleBool = Annotated[bool, BeforeValidator(_ansible_boolean)]
 Connection = Annotated[Literal["ssh", "local", "paramiko", "smart"], AfterValidator(_ssh_unless_local)]
-SshArgs = Annotated[str, _NoTemplate]
+SshArgs = Annotated[str, _NoTemplate, _checked_by(ssh_args_problem, "ssh_args")]
+BecomeMethod = Annotated[str, AfterValidator(_become_method)]
+HostKeyCheckingMode = Annotated[str, BeforeValidator(_host_key_checking)]
 GroupPriority = Annotated[int, BeforeValidator(_not_bool)]
 
 
@@ -104,6 +137,9 @@ class InventoryVars(BaseModel):
     ansible_become_user: LoginName | None = None
     ansible_connection: Connection | None = None
     ansible_ssh_common_args: SshArgs | None = None
+    ansible_ssh_extra_args: SshArgs | None = None
+    ansible_become_method: BecomeMethod | None = None
+    ansible_host_key_checking: HostKeyCheckingMode | None = None
     ansible_group_priority: GroupPriority | None = None
 
 
@@ -119,8 +155,15 @@ HOSTSPEC_SOURCES: Mapping[str, tuple[str, ...]] = {
     "become": ("ansible_become",),
     "become_user": ("ansible_become_user",),
     "connection": ("ansible_connection",),
-    "ssh_common_args": ("ansible_ssh_common_args",),
+    "ssh_common_args": ("ansible_ssh_common_args",),  # ansible_ssh_extra_args is appended to it
+    "host_key_checking": ("ansible_host_key_checking",),
 }
+
+# Passwords fleetdiag never takes from an inventory: they would sit in a file. The become
+# password comes from FLEETDIAG_BECOME_PASSWORD or the -K prompt instead.
+IGNORED_PASSWORDS = frozenset(
+    {"ansible_become_password", "ansible_become_pass", "ansible_sudo_pass", "ansible_sudo_password"}
+)
 
 
 def validate_vars(written: Mapping[str, Any], path: str, problems: list[str]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from fleetdiag.errors import InventoryError
 from fleetdiag.inventory.secret_values import VaultEncrypted
 
 FORMAT_HINT = "see inventory.example.yaml for the format"
-_INI_SECTION = re.compile(r"^\s*\[[^\]\n]+\]\s*$", re.MULTILINE)
+INI_SECTION = re.compile(r"^\s*\[[^\]\n]+\]\s*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -91,23 +91,14 @@ def read_text(path: Path, shown: str) -> str:
     raise InventoryError([f"{shown}: {problem}"], hint=hint)
 
 
-def ini_hint(shown: str) -> str:
-    """The hint for an INI inventory handed to a YAML reader."""
-    return (
-        "this looks like an INI inventory; fleetdiag reads YAML: convert it with "
-        f"'ansible-inventory -i {shown} --list --yaml', or {FORMAT_HINT}"
-    )
-
-
 def parse_yaml(text: str, shown: str) -> YamlDocument:
     """The YAML document in ``text``; an InventoryError with the line number if it is not YAML."""
-    looks_like_ini = bool(_INI_SECTION.search(text))
+    looks_like_ini = bool(INI_SECTION.search(text))
     loader = _InventoryLoader(text)
     try:
         document = loader.get_single_data()
     except yaml.YAMLError as exc:
-        hint = ini_hint(shown) if looks_like_ini else FORMAT_HINT
-        raise InventoryError([f"{shown}: {_describe_yaml_error(exc)}"], hint=hint) from None
+        raise InventoryError([f"{shown}: {_describe_yaml_error(exc)}"], hint=FORMAT_HINT) from None
     finally:
         loader.dispose()
     warnings = tuple(f"{shown}: {warning}" for warning in loader.duplicate_keys)

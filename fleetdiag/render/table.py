@@ -1,29 +1,29 @@
-"""Tables for people: one row per host, one row per dropping flow."""
+"""Tables for people: hosts, dropping flows, the counters that move with backlog drops, the diagnosis."""
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from tabulate import tabulate
 
+from fleetdiag.diagnosis import (
+    Verdict,
+    flow_verdicts,
+    host_verdicts,
+    is_traced,
+    reconcile,
+)
+from fleetdiag.diagnosis.host import COMPANION_COUNTERS
+from fleetdiag.diagnosis.verdict import size as _size
 from fleetdiag.document import flow_document
-from fleetdiag.model import Sweep
+from fleetdiag.model import FlowDrop, HostResult, Status, Sweep
 
 # Numbers stay as written: tabulate would print a kernel "5.10" as 5.1.
-_TABULATE = {"tablefmt": "simple", "disable_numparse": True}
-
-
-def _size(value: int | None) -> str:
-    if value is None:
-        return "-"
-    for unit, scale in (("M", 1 << 20), ("K", 1 << 10)):
-        if value >= scale:
-            return f"{value / scale:.1f}{unit}"
-    return str(value)
-
-
+_TABULATE: dict[str, Any] = {"tablefmt": "simple", "disable_numparse": True}
 # The host row names the busiest reasons; the JSON and the flow table have them all.
 _REASONS_SHOWN = 3
+_WIDTH = 110
 
 
 def _drops_by_reason(drops: dict[str, int]) -> str:
@@ -34,8 +34,24 @@ def _drops_by_reason(drops: dict[str, int]) -> str:
     return text or "-"
 
 
+def coverage_cell(host: HostResult, port: int | None = None) -> str:
+    """Traced SOCKET_BACKLOG against TCPBacklogDrop: '100%', '76% (5 missed)', 'untraced' or '-'."""
+    if host.status is not Status.OK:
+        return "-"
+    if not is_traced(host):
+        return "untraced"
+    for item in reconcile(host, port):
+        if item.counter == "TCPBacklogDrop":
+            if item.coverage_pct is None:
+                return "-"
+            missed = f" ({item.missed} missed)" if item.missed else ""
+            return f"{item.coverage_pct:g}%{missed}"
+    return "-"
+
+
 def host_rows(sweep: Sweep) -> list[list[Any]]:
-    """host, kernel, probe, status, drops by reason, TCPBacklogDrop delta, error."""
+    """host, kernel, probe, status, drops by reason, TCPBacklogDrop delta, coverage, error."""
+    port = getattr(sweep, "port", None)
     rows = []
     for host in sweep.hosts:
         counter = host.counters.get("TCPBacklogDrop")
@@ -47,6 +63,7 @@ def host_rows(sweep: Sweep) -> list[list[Any]]:
                 host.status.value,
                 _drops_by_reason(dict(host.drops)),
                 "-" if counter is None else str(counter),
+                coverage_cell(host, port),
                 host.error or "; ".join(host.notes) or "",
             ]
         )
@@ -54,7 +71,7 @@ def host_rows(sweep: Sweep) -> list[list[Any]]:
 
 
 def flow_rows(sweep: Sweep) -> list[list[Any]]:
-    """host, local, remote, reason, drops, rcvbuf, queue at drop / limit."""
+    """host, local, remote, reason, drops, rcvbuf, queue at drop / limit, verdict codes."""
     rows = []
     for host in sweep.hosts:
         for flow in host.flows:
@@ -62,6 +79,7 @@ def flow_rows(sweep: Sweep) -> list[list[Any]]:
             queue = doc.get("queue_max")
             limit = doc.get("backlog_limit")
             at_drop = f"{_size(queue)} / {_size(limit)}" if queue is not None else "-"
+            codes = [v["code"] for v in doc["verdicts"] if v["code"] != "drop_reason"]
             rows.append(
                 [
                     host.name,
@@ -71,8 +89,19 @@ def flow_rows(sweep: Sweep) -> list[list[Any]]:
                     str(flow.drops),
                     _size(flow.rcvbuf),
                     at_drop,
+                    ", ".join(codes) or "-",
                 ]
             )
+    return rows
+
+
+def counter_rows(sweep: Sweep) -> list[list[str]]:
+    """Per collected host whose counters moved: the TcpExt counters that move with backlog drops."""
+    rows = []
+    for host in sweep.hosts:
+        values = [host.counters.get(name) for name in COMPANION_COUNTERS]
+        if host.status is Status.OK and any(values):
+            rows.append([host.name, *("-" if v is None else str(v) for v in values)])
     return rows
 
 
@@ -80,19 +109,73 @@ def _endpoint(addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
+def _verdict_lines(subject: str, verdict: Verdict) -> list[str]:
+    head = textwrap.fill(
+        f"{subject}: {verdict.summary}", _WIDTH, subsequent_indent="    ", break_on_hyphens=False
+    )
+    step = textwrap.fill(
+        f"next step: {verdict.next_step}", _WIDTH, initial_indent="    ", subsequent_indent="      ",
+        break_on_hyphens=False,
+    )
+    return [head, step]
+
+
+def diagnosis_lines(sweep: Sweep) -> list[str]:
+    """Each verdict as a sentence with its numbers and a next step.
+
+    Per host: its own findings, then its flows' findings, then each drop reason explained.
+    """
+    port = getattr(sweep, "port", None)
+    lines: list[str] = []
+    for host in sweep.hosts:
+        verdicts = host_verdicts(host, port)
+        for verdict in verdicts:
+            if verdict.code != "drop_reason":
+                lines += _verdict_lines(host.name, verdict)
+        for flow in host.flows:
+            lines += _flow_verdict_lines(host, flow)
+        for verdict in verdicts:
+            if verdict.code == "drop_reason":
+                lines += _verdict_lines(host.name, verdict)
+    return lines
+
+
+def _flow_verdict_lines(host: HostResult, flow: FlowDrop) -> list[str]:
+    subject = f"{host.name} {_endpoint(flow.laddr, flow.lport)} <- {_endpoint(flow.raddr, flow.rport)} {flow.reason}"
+    lines: list[str] = []
+    for verdict in flow_verdicts(host, flow):
+        if verdict.code != "drop_reason":  # the host's verdicts already explain each reason
+            lines += _verdict_lines(subject, verdict)
+    return lines
+
+
 def render(sweep: Sweep) -> str:
-    """Both tables, the flow table only when something dropped."""
-    hosts = tabulate(
-        host_rows(sweep),
-        headers=["host", "kernel", "probe", "status", "drops by reason", "TCPBacklogDrop", "error / notes"],
-        **_TABULATE,
-    )
+    """Hosts, then (when anything dropped) flows, moving counters and the diagnosis."""
+    parts = [
+        tabulate(
+            host_rows(sweep),
+            headers=["host", "kernel", "probe", "status", "drops by reason", "TCPBacklogDrop", "traced", "error / notes"],
+            **_TABULATE,
+        )
+    ]
     flows = flow_rows(sweep)
-    if not flows:
-        return hosts + "\n\nNo dropping TCP flows were seen in the window.\n"
-    flow_table = tabulate(
-        flows,
-        headers=["host", "local", "remote", "reason", "drops", "rcvbuf", "backlog+rmem at drop / limit"],
-        **_TABULATE,
-    )
-    return f"{hosts}\n\n{flow_table}\n"
+    if flows:
+        parts.append(
+            tabulate(
+                flows,
+                headers=["host", "local", "remote", "reason", "drops", "rcvbuf", "backlog+rmem at drop / limit", "verdicts"],
+                **_TABULATE,
+            )
+        )
+    else:
+        parts.append("No dropping TCP flows were seen in the window.")
+    counters = counter_rows(sweep)
+    if counters:
+        parts.append(tabulate(counters, headers=["host", *COMPANION_COUNTERS], **_TABULATE))
+    diagnosis = diagnosis_lines(sweep)
+    if diagnosis:
+        parts.append("Diagnosis\n" + "\n".join(diagnosis))
+    interrupted = getattr(sweep, "interrupted", None)
+    if interrupted:
+        parts.append(f"Interrupted by {interrupted}: these are partial results.")
+    return "\n\n".join(parts) + "\n"

@@ -1,16 +1,18 @@
 """Probe backends, one module each, and the choice of one per host.
 
 ``PREFERENCE`` is the single, explicit order: best fidelity first, counters last.
+bpftrace and bcc trace every drop reason where the kernel names them; systemtap sees
+backlog drops only, but reaches kernels BPF cannot (RHEL 7); counters always work.
 """
 
 from __future__ import annotations
 
 from fleetdiag.errors import UsageError
 from fleetdiag.model import HostFacts
-from fleetdiag.tracers import bpftrace, counters
+from fleetdiag.tracers import bcc, bpftrace, counters, systemtap
 from fleetdiag.tracers.base import ProbePlan, Tracer, Verdict
 
-PREFERENCE: tuple[Tracer, ...] = (bpftrace, counters)  # type: ignore[assignment]
+PREFERENCE: tuple[Tracer, ...] = (bpftrace, bcc, systemtap, counters)  # type: ignore[assignment]
 BY_NAME: dict[str, Tracer] = {t.name: t for t in PREFERENCE}
 CHOICES = ("auto", *BY_NAME)
 
@@ -24,12 +26,12 @@ def verdicts(facts: HostFacts) -> dict[str, Verdict]:
 
 def choose(facts: HostFacts, wanted: str = "auto") -> tuple[Tracer | None, dict[str, Verdict]]:
     """The tracer to use (None if the wanted one cannot run), with every verdict as evidence."""
+    if wanted != "auto" and wanted not in BY_NAME:
+        raise UsageError(f"unknown tracer {wanted!r}", hint=f"choose one of {', '.join(CHOICES)}")
     found = verdicts(facts)
     if wanted == "auto":
         for tracer in PREFERENCE:
             if found[tracer.name].usable:
                 return tracer, found
         return None, found
-    if wanted not in BY_NAME:
-        raise UsageError(f"unknown tracer {wanted!r}", hint=f"choose one of {', '.join(CHOICES)}")
     return (BY_NAME[wanted] if found[wanted].usable else None), found

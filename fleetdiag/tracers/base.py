@@ -7,26 +7,34 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Mapping, Protocol
 
-from fleetdiag.model import HostFacts, ProbeReport, Window, frozen_map
+from fleetdiag.backlog_limit import kernel_version
+from fleetdiag.model import (
+    Fidelity,
+    HostFacts,
+    ProbeReport,
+    Verdict,
+    Window,
+    frozen_map,
+)
+
+__all__ = [
+    "ProbePlan", "Tracer", "Verdict", "fill_template", "insert_blocks", "privilege_problem", "probe_text",
+]  # fmt: skip
 
 _PLACEHOLDER = re.compile(r"@@[A-Z_]+@@")
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Whether a tracer can run on a host, and why (not)."""
-
-    usable: bool
-    reason: str
+# Seconds a probe may take to attach after it starts (bpftrace parses and loads in ~1-3 s).
+DEFAULT_ATTACH_S = 10
 
 
 @dataclass(frozen=True)
 class ProbePlan:
     """Everything the host needs to watch one window.
 
-    ``files`` are written into a private temp dir on the host; ``command`` runs
-    there, prints ``@@attached`` on stdout once it is watching, and ends by itself
-    when the window is over.
+    ``files`` are written into a private temp dir on the host; ``prepare`` (optional)
+    runs there first and must finish within ``prepare_timeout_s`` (systemtap compiles
+    its module there; a later version may ship a module built once per kernel release
+    instead); ``command`` then runs, prints ``@@attached`` on stdout once it is
+    watching, and ends by itself when the window is over.
     """
 
     tracer: str
@@ -34,10 +42,14 @@ class ProbePlan:
     files: Mapping[str, str] = field(default_factory=frozen_map)
     command: str = ""
     env: Mapping[str, str] = field(default_factory=frozen_map)
+    prepare: str = ""
+    prepare_timeout_s: int = 0
+    attach_allowance_s: int = DEFAULT_ATTACH_S
+    fidelity: Fidelity = Fidelity.TRACED
 
 
 class Tracer(Protocol):
-    """One probe backend (one module each: bpftrace, counters, ...)."""
+    """One probe backend (one module each: bpftrace, bcc, systemtap, counters)."""
 
     name: str
 
@@ -53,6 +65,14 @@ def probe_text(filename: str) -> str:
     return resources.files("fleetdiag.probes").joinpath(filename).read_text(encoding="utf-8")
 
 
+def insert_blocks(template: str, blocks: Mapping[str, str]) -> str:
+    """Replace ``@@NAME@@`` with blocks of probe text chosen by the backend (never host output)."""
+    text = template
+    for name, block in blocks.items():
+        text = text.replace(f"@@{name}@@", block.rstrip("\n"))
+    return text
+
+
 def fill_template(template: str, values: Mapping[str, int]) -> str:
     """Replace ``@@NAME@@`` placeholders with integers, refusing anything left unfilled."""
     text = template
@@ -64,3 +84,37 @@ def fill_template(template: str, values: Mapping[str, int]) -> str:
     if left:
         raise ValueError(f"probe template has unfilled placeholders: {', '.join(sorted(set(left)))}")
     return text
+
+
+def privilege_problem(facts: HostFacts) -> str | None:
+    """Why a kernel tracer cannot run for lack of root, or None when it is root."""
+    if facts.uid == 0:
+        return None
+    if facts.sudo == "passwordless":
+        return "not root, but passwordless sudo works: add -b/--become or ansible_become"
+    return "not root (log in as root, or set ansible_become with passwordless sudo)"
+
+
+def at_least(facts: HostFacts, major: int, minor: int) -> bool:
+    """The host's kernel is at least MAJOR.MINOR (False when unknown)."""
+    version = kernel_version(facts.kernel)
+    return version is not None and version >= (major, minor)
+
+
+def kfree_skb_tier(facts: HostFacts) -> str | None:
+    """``rx_sk`` (6.11+), ``reason`` (5.17-6.10, with SOCKET_BACKLOG in the table), or None."""
+    fields = facts.kfree_skb_fields
+    if not {"reason", "skbaddr", "protocol"} <= set(fields) or facts.reason_number("SOCKET_BACKLOG") is None:
+        return None
+    return "rx_sk" if "rx_sk" in fields else "reason"
+
+
+def kfree_skb_missing(facts: HostFacts) -> str:
+    """Why the kfree_skb tiers do not fit, in words."""
+    if not facts.kfree_skb_fields:
+        if facts.tracefs in ("absent", None) and facts.kernel_symbols:
+            return "no tracefs to read tracepoint skb:kfree_skb from"
+        return "no tracepoint skb:kfree_skb"
+    if "reason" not in facts.kfree_skb_fields:
+        return f"skb:kfree_skb has no drop reason on {facts.kernel} (reasons came in 5.17)"
+    return "the host's drop-reason table has no SOCKET_BACKLOG"

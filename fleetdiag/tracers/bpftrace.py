@@ -1,4 +1,12 @@
-"""The bpftrace backend: tracepoint:skb:kfree_skb with `reason` and `rx_sk` (kernels 6.11+).
+"""The bpftrace backend, in three tiers chosen from the host's facts (best first).
+
+1. ``kfree_skb``: tracepoint skb:kfree_skb with ``reason`` and ``rx_sk`` (6.11+): every
+   TCP drop reason, the flow and the socket's state from the receiving socket.
+2. ``kfree_skb_headers``: the tracepoint with ``reason`` but no ``rx_sk`` (5.17-6.10): every
+   reason, the flow from the packet's headers; SOCKET_BACKLOG from the return of
+   tcp_add_backlog when kretfunc or kretprobe can reach it (socket state, namespace).
+3. ``tcp_add_backlog``: only the return of tcp_add_backlog (4.9-5.16): backlog drops with
+   the socket's state.
 
 Everything is aggregated in kernel maps; the script prints them once, as JSON, at the
 end of the window, and this module turns them into a ProbeReport.
@@ -9,8 +17,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fleetdiag.model import FlowDrop, HostFacts, ProbeReport, Window, frozen_map
-from fleetdiag.tracers.base import ProbePlan, Verdict, fill_template, probe_text
+from fleetdiag.model import (
+    FlowDrop,
+    HostFacts,
+    ProbeReport,
+    Verdict,
+    Window,
+    frozen_map,
+)
+from fleetdiag.tracers.base import (
+    ProbePlan,
+    fill_template,
+    insert_blocks,
+    kfree_skb_missing,
+    kfree_skb_tier,
+    privilege_problem,
+    probe_text,
+)
 
 name = "bpftrace"
 SCRIPT = "kfree_skb_rx_sk.bt"
@@ -18,41 +41,127 @@ PROBE_NAME = "bpftrace:kfree_skb"
 # Cap on distinct flow keys per map: bounds kernel memory under a storm of new flows;
 # totals per reason stay exact in @total, so a full map only loses the per-flow split.
 MAP_KEYS_MAX = 8192
-_NEEDED_FIELDS = ("reason", "rx_sk", "skbaddr", "protocol")
+# The reason number a tcp_add_backlog drop is keyed with when the host has no reason table.
+BACKLOG_SENTINEL = 65535
+# Without BTF, bpftrace learns struct layouts from the kernel headers instead.
+HEADER_INCLUDES = "\n".join(
+    f"#include <{h}>" for h in ("linux/skbuff.h", "linux/ip.h", "linux/ipv6.h", "linux/tcp.h", "net/sock.h")
+)
+UNKNOWN_NETNS_NOTE = (
+    "{n} drops came after the socket lookup, where this kernel leaves no device on the packet: "
+    "their network namespace is unknown, so they may belong to another namespace of this host"
+)
+
+
+def backlog_hook(facts: HostFacts) -> str | None:
+    """How to reach tcp_add_backlog's return here: ``kretfunc`` (fexit), ``kretprobe``, or None."""
+    if "tcp_add_backlog" not in facts.kernel_symbols:
+        return None
+    if facts.btf and facts.fentry_tcp_add_backlog:
+        return "kretfunc"
+    if facts.kprobes:
+        return "kretprobe"
+    return None
+
+
+def tier(facts: HostFacts) -> tuple[str, str | None] | None:
+    """(tier, tcp_add_backlog hook) for this host, or None when no tier fits."""
+    tracepoint = kfree_skb_tier(facts)
+    hook = backlog_hook(facts)
+    if tracepoint == "rx_sk":
+        return "kfree_skb", None
+    if tracepoint == "reason":
+        return "kfree_skb_headers", hook
+    if hook:
+        return "tcp_add_backlog", hook
+    return None
+
+
+def probe_name(chosen: tuple[str, str | None]) -> str:
+    """The probe's name in results, e.g. ``bpftrace:kfree_skb_headers+kretprobe``."""
+    tier_name, hook = chosen
+    if tier_name == "tcp_add_backlog":
+        return f"bpftrace:{hook}_tcp_add_backlog"
+    return f"bpftrace:{tier_name}" + (f"+{hook}" if hook else "")
+
+
+def _no_tier_reason(facts: HostFacts) -> str:
+    tracepoint = kfree_skb_missing(facts)
+    if "tcp_add_backlog" not in facts.kernel_symbols:
+        return f"{tracepoint}, and no tcp_add_backlog on {facts.kernel} (sk_add_backlog is inline before 4.9)"
+    return f"{tracepoint}, and neither kretfunc nor kprobes reach tcp_add_backlog on {facts.kernel}"
 
 
 def verdict(facts: HostFacts) -> Verdict:
-    """Usable when bpftrace, BTF, root and a kfree_skb tracepoint with reason and rx_sk are there."""
+    """Usable when bpftrace, root, struct layouts (BTF or headers) and one tier fit the host."""
     if facts.bpftrace_version is None:
         return Verdict(False, "bpftrace is not installed")
-    if facts.uid != 0:
-        return Verdict(False, "not root (set ansible_become or log in as root)")
-    if not facts.btf:
-        return Verdict(False, f"no BTF for {facts.kernel} (/sys/kernel/btf/vmlinux)")
-    missing = [f for f in _NEEDED_FIELDS if f not in facts.kfree_skb_fields]
-    if missing:
-        return Verdict(False, f"tracepoint skb:kfree_skb lacks {', '.join(missing)} on {facts.kernel}")
-    if facts.reason_number("SOCKET_BACKLOG") is None:
-        return Verdict(False, "the host's drop-reason table has no SOCKET_BACKLOG")
+    problem = privilege_problem(facts)
+    if problem:
+        return Verdict(False, problem)
+    if facts.lockdown == "confidentiality":
+        return Verdict(False, "kernel lockdown=confidentiality forbids BPF reading kernel memory")
+    if not facts.btf and facts.kernel_headers != "build":
+        return Verdict(False, f"no BTF for {facts.kernel} (/sys/kernel/btf/vmlinux) and no kernel headers")
+    chosen = tier(facts)
+    if chosen is None:
+        return Verdict(False, _no_tier_reason(facts))
     if facts.netns is None:
         return Verdict(False, "could not read the host's network namespace")
-    return Verdict(True, f"bpftrace {facts.bpftrace_version}, BTF, kfree_skb with rx_sk")
+    types = "BTF" if facts.btf else "kernel headers"
+    what = {
+        "kfree_skb": "kfree_skb with rx_sk",
+        "kfree_skb_headers": "kfree_skb with reason, flows from packet headers",
+        "tcp_add_backlog": "tcp_add_backlog return, backlog drops only",
+    }[chosen[0]]
+    if chosen[0] == "kfree_skb_headers":
+        what += f", SOCKET_BACKLOG from tcp_add_backlog ({chosen[1]})" if chosen[1] else ", netns of late drops unknown"
+    return Verdict(True, f"bpftrace {facts.bpftrace_version}, {types}, {what}", probe_name(chosen))
+
+
+def script(facts: HostFacts, window: Window) -> tuple[str, str]:
+    """(probe name, bpftrace script) for this host and window."""
+    chosen = tier(facts)
+    if chosen is None:
+        raise ValueError(f"no bpftrace tier fits this host: {_no_tier_reason(facts)}")
+    tier_name, hook = chosen
+    main = {"kfree_skb": SCRIPT, "kfree_skb_headers": "kfree_skb_headers.bt", "tcp_add_backlog": "tcp_add_backlog.bt"}
+    text = probe_text(main[tier_name])
+    state = ""
+    if hook:
+        state = insert_blocks(probe_text(f"tcp_add_backlog_{hook}.bt"), {"RECORD": probe_text("tcp_add_backlog_record.bt")})
+    text = insert_blocks(text, {"SOCKET_STATE": state, "INCLUDES": "" if facts.btf else HEADER_INCLUDES})
+    filled = fill_template(
+        text,
+        {
+            "NETNS": int(facts.netns or 0),
+            "SOCKET_BACKLOG": int(facts.reason_number("SOCKET_BACKLOG") or BACKLOG_SENTINEL),
+            "DURATION": int(window.duration_s),
+            "PORT": int(window.port or 0),
+            "BACKLOG_FROM_SOCKET": 1 if hook else 0,
+        },
+    )
+    return probe_name(chosen), filled.lstrip("\n")
+
+
+# --follow: the running totals once a second; fleetdiag.live reads them with parse() below.
+FOLLOW_BLOCK = """
+interval:s:1
+{
+  print(@total);
+}
+"""
 
 
 def plan(facts: HostFacts, window: Window) -> ProbePlan:
-    """The probe script for this host: its netns, its SOCKET_BACKLOG number, the window."""
-    script = fill_template(
-        probe_text(SCRIPT),
-        {
-            "NETNS": int(facts.netns or 0),
-            "SOCKET_BACKLOG": int(facts.reason_number("SOCKET_BACKLOG") or 0),
-            "DURATION": int(window.duration_s),
-        },
-    )
+    """The probe script for this host: its tier, netns, SOCKET_BACKLOG number, port and window."""
+    probe, text = script(facts, window)
+    if window.follow:
+        text += FOLLOW_BLOCK
     return ProbePlan(
         tracer=name,
-        probe=PROBE_NAME,
-        files=frozen_map({"probe.bt": script}),
+        probe=probe,
+        files=frozen_map({"probe.bt": text}),
         command="bpftrace -f json probe.bt",
         env=frozen_map({"BPFTRACE_MAP_KEYS_MAX": str(MAP_KEYS_MAX)}),
     )
@@ -70,7 +179,9 @@ def _maps(output: str) -> dict[str, dict[str, Any]]:
         except json.JSONDecodeError:
             continue
         if record.get("type") == "map":
-            maps.update(record.get("data") or {})
+            for map_name, entries in (record.get("data") or {}).items():
+                if isinstance(entries, dict):
+                    maps.setdefault(map_name, {}).update(entries)
     return maps
 
 
@@ -83,12 +194,15 @@ def _flow_key(key: str) -> tuple[int, str, int, str, int, int]:
 def parse(output: str, facts: HostFacts) -> ProbeReport:
     """Turn bpftrace's JSON map dump into exact totals per reason and per-flow drops."""
     maps = _maps(output)
-    names = facts.drop_reasons
+    names = dict(facts.drop_reasons)
+    names.setdefault(BACKLOG_SENTINEL, "SOCKET_BACKLOG")
 
     def reason_name(number: int) -> str:
         return names.get(number, f"REASON_{number}")
 
-    totals = {reason_name(int(k)): int(v) for k, v in (maps.get("@total") or {}).items()}
+    totals: dict[str, int] = {}
+    for k, v in (maps.get("@total") or {}).items():
+        totals[reason_name(int(k))] = totals.get(reason_name(int(k)), 0) + int(v)
     socks = maps.get("@sock") or {}
     backlog = maps.get("@backlog") or {}
     rmem = maps.get("@rmem") or {}
@@ -103,7 +217,7 @@ def parse(output: str, facts: HostFacts) -> ProbeReport:
                 lport=lport,
                 raddr=raddr,
                 rport=rport,
-                netns=ns,
+                netns=ns or None,  # 0: the packet carried no namespace (kfree_skb_headers tier)
                 reason=reason_name(reason),
                 drops=int(count),
                 rcvbuf=int(state[0]) if state else None,
@@ -116,8 +230,10 @@ def parse(output: str, facts: HostFacts) -> ProbeReport:
         )
     flows.sort(key=lambda f: (-f.drops, f.reason, f.laddr, f.lport, f.raddr, f.rport))
     traced_in_flows = sum(f.drops for f in flows)
+    unknown_ns = sum(f.drops for f in flows if f.netns is None)
     return ProbeReport(
         drops=frozen_map(dict(sorted(totals.items()))),
         flows=tuple(flows),
         flows_truncated=traced_in_flows < sum(totals.values()),
+        notes=(UNKNOWN_NETNS_NOTE.format(n=unknown_ns),) if unknown_ns else (),
     )

@@ -1,11 +1,12 @@
-"""Ways of reaching a host. Each implements ``Transport``: run(script, timeout), close()."""
+"""Ways of reaching a host. Each implements ``Transport``: run(script, timeout), request_stop(), close()."""
 
 from __future__ import annotations
 
 from fleetdiag.model import HostSpec
 from fleetdiag.transport.base import CommandResult, Transport
 from fleetdiag.transport.local import LocalTransport
-from fleetdiag.transport.ssh import HostKeyChecking, SshOptions, SshTransport
+from fleetdiag.transport.host_keys import HostKeyChecking
+from fleetdiag.transport.ssh import SshOptions, SshTransport
 
 __all__ = [
     "CommandResult",

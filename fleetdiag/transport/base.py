@@ -3,7 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
+
+# Every script runs as `sh -c SCRIPT fleetdiag stop-on-stdin-eof`: its stdin stays open for
+# as long as the controller wants it to run, and EOF on stdin (the controller asked to stop,
+# or died) tells a window script to end its window now. $1 says this contract holds.
+SESSION_ARGS = ("fleetdiag", "stop-on-stdin-eof")
+
+
+# Receives stdout line by line while a script runs (from the thread running it).
+LineCallback = Callable[[str], None]
+
+
+class LineSplitter:
+    """Feeds ``on_line`` each complete line of a stream that arrives in arbitrary chunks."""
+
+    def __init__(self, on_line: LineCallback) -> None:
+        self.on_line = on_line
+        self._partial = b""
+
+    def feed(self, chunk: bytes) -> None:
+        """Add bytes; call ``on_line`` for every line they complete (text, newline stripped)."""
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        for line in lines:
+            self.on_line(line.decode("utf-8", "replace"))
 
 
 @dataclass(frozen=True)
@@ -18,8 +41,16 @@ class CommandResult:
 class Transport(Protocol):
     """Runs POSIX shell scripts on one host, with the privileges the inventory asked for."""
 
-    def run(self, script: str, timeout: float) -> CommandResult:
-        """Run ``script`` with ``sh -c`` on the host; raise HostError subclasses on transport failure."""
+    def run(self, script: str, timeout: float, on_line: LineCallback | None = None) -> CommandResult:
+        """Run ``script`` with ``sh -c`` on the host; raise HostError subclasses on transport failure.
+
+        ``on_line`` (optional) also gets each stdout line as it arrives (--follow);
+        the result still holds all of stdout.
+        """
+        ...
+
+    def request_stop(self) -> None:
+        """Close the running script's stdin (it wraps up and reports); safe from any thread."""
         ...
 
     def close(self) -> None:

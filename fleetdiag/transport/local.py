@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import threading
 
 from fleetdiag.errors import RemoteCommandError
-from fleetdiag.transport.base import CommandResult
+from fleetdiag.transport.base import SESSION_ARGS, CommandResult, LineCallback
 
 
 class LocalTransport:
@@ -13,23 +15,81 @@ class LocalTransport:
 
     def __init__(self, become: bool = False) -> None:
         self.argv_prefix = ["sudo", "-n", "--"] if become else []
+        self._stdin_writer: int | None = None
+        self._lock = threading.Lock()
 
-    def run(self, script: str, timeout: float) -> CommandResult:
-        """Run a script locally; a script that outlives ``timeout`` is killed."""
+    def run(self, script: str, timeout: float, on_line: LineCallback | None = None) -> CommandResult:
+        """Run a script locally; a script that outlives ``timeout`` is killed. ``on_line``: see Transport."""
+        # The script's stdin is a pipe only we hold open: closing it (request_stop, or
+        # this process dying) is how the script learns to wrap up, as over SSH.
+        stdin_reader, stdin_writer = os.pipe()
+        with self._lock:
+            self._stdin_writer = stdin_writer
         try:
-            done = subprocess.run(
-                [*self.argv_prefix, "sh", "-c", script],
-                capture_output=True,
+            process = subprocess.Popen(
+                [*self.argv_prefix, "sh", "-c", script, *SESSION_ARGS],
+                stdin=stdin_reader,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
                 errors="replace",
-                timeout=timeout,
-                stdin=subprocess.DEVNULL,
             )
-        except subprocess.TimeoutExpired as exc:
-            raise RemoteCommandError(f"a local script did not finish within {timeout:.0f} s") from exc
         except OSError as exc:
+            self._close_stdin()
             raise RemoteCommandError(f"cannot run sh locally: {exc}") from exc
-        return CommandResult(done.stdout, done.stderr, done.returncode)
+        finally:
+            os.close(stdin_reader)
+        try:
+            if on_line is None:
+                stdout, stderr = process.communicate(timeout=timeout)
+            else:
+                stdout, stderr = _communicate_by_line(process, timeout, on_line)
+        except subprocess.TimeoutExpired as exc:
+            process.kill()
+            process.communicate()
+            raise RemoteCommandError(f"a local script did not finish within {timeout:.0f} s") from exc
+        finally:
+            self._close_stdin()
+        return CommandResult(stdout, stderr, process.returncode)
+
+    def request_stop(self) -> None:
+        """EOF on the running script's stdin."""
+        self._close_stdin()
+
+    def _close_stdin(self) -> None:
+        with self._lock:
+            writer, self._stdin_writer = self._stdin_writer, None
+        if writer is not None:
+            os.close(writer)
 
     def close(self) -> None:
         """Nothing to release."""
+        self._close_stdin()
+
+
+def _communicate_by_line(process: subprocess.Popen, timeout: float, on_line: LineCallback) -> tuple[str, str]:
+    """communicate(), but stdout goes to ``on_line`` line by line as it arrives (--follow)."""
+    assert process.stdout is not None and process.stderr is not None
+    stderr: list[str] = []
+    err_reader = threading.Thread(target=lambda: stderr.append(process.stderr.read()), daemon=True)  # type: ignore[union-attr]
+    err_reader.start()
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        process.kill()
+
+    timer = threading.Timer(timeout, expire)
+    timer.start()
+    stdout: list[str] = []
+    try:
+        for line in process.stdout:
+            stdout.append(line)
+            on_line(line.rstrip("\n"))
+        process.wait()
+    finally:
+        timer.cancel()
+    err_reader.join()
+    if expired.is_set():
+        raise subprocess.TimeoutExpired(process.args, timeout)
+    return "".join(stdout), "".join(stderr)

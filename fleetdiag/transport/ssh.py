@@ -1,107 +1,156 @@
-"""SSH to a host through Fabric, with host keys verified (Fabric's default accepts any key)."""
+"""SSH to a host through Fabric, with host keys verified (Fabric's default accepts any key).
+
+Fabric opens the connection (ssh_config, gateways); commands run on plain paramiko
+channels (``channel.py``). What every host of a run shares (the parsed ssh_config
+and known_hosts files) is built once per run, not once per host.
+"""
 
 from __future__ import annotations
 
-import enum
 import os
+import secrets
 import shlex
 import socket
 import threading
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import paramiko
-from fabric import Connection
-from invoke.exceptions import CommandTimedOut
+from fabric import Config, Connection
 
 from fleetdiag.errors import RemoteCommandError, UnreachableError
 from fleetdiag.model import HostSpec
-from fleetdiag.transport.base import CommandResult
+from fleetdiag.transport.base import SESSION_ARGS, CommandResult, LineCallback
+from fleetdiag.transport.channel import ChannelCommand, SudoPrompt
+from fleetdiag.transport.host_keys import (
+    DEFAULT_KNOWN_HOSTS,
+    HostKeyChecking,
+    KnownHosts,
+    apply_host_key_checking,
+    host_key_checking_of,
+)
+from fleetdiag.transport.ssh_args import SshArgs, expand_proxy_command, parse_ssh_args
 
-DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
+__all__ = ["DEFAULT_KNOWN_HOSTS", "HostKeyChecking", "SshOptions", "SshTransport"]
 
-
-class HostKeyChecking(str, enum.Enum):
-    """OpenSSH's StrictHostKeyChecking, as Ansible users set it."""
-
-    STRICT = "strict"  # unknown or changed keys are refused
-    ACCEPT_NEW = "accept-new"  # unknown keys are learnt and saved; changed keys refused
-    OFF = "off"  # any key accepted, nothing saved (lab use only)
+# Seconds between keepalives, and how long sent data may stay unacknowledged before the
+# kernel drops the connection: a host whose network died is noticed in about 20 s, not
+# after TCP's 15 minutes of retries.
+KEEPALIVE_S = 5
+TCP_USER_TIMEOUT_S = 15
 
 
 @dataclass(frozen=True)
 class SshOptions:
-    """Connection settings shared by every host of a sweep (the CLI's flags)."""
+    """Connection settings shared by every host of a sweep (the CLI's flags).
+
+    ``host_key_checking`` None means "as the inventory says, strict by default".
+    """
 
     connect_timeout: float = 10.0
-    host_key_checking: HostKeyChecking = HostKeyChecking.STRICT
+    host_key_checking: HostKeyChecking | None = None
     known_hosts: tuple[str, ...] = DEFAULT_KNOWN_HOSTS
     default_user: str | None = None
     default_private_key: str | None = None
+    become_password: str | None = field(default=None, repr=False)  # from env or prompt, never logged
+    default_ssh_common_args: str | None = None  # --ssh-common-args, where the inventory sets none
 
 
-class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
-    """Trust a first-seen key and append it to the first known_hosts file (OpenSSH accept-new)."""
+_shared_lock = threading.Lock()
+_known_hosts_by_files: dict[tuple[str, ...], KnownHosts] = {}
+_ssh_configs: list[paramiko.SSHConfig] = []
 
-    _lock = threading.Lock()
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+def _known_hosts(files: tuple[str, ...]) -> KnownHosts:
+    """The parsed known_hosts files, shared by every connection of the process."""
+    with _shared_lock:
+        if files not in _known_hosts_by_files:
+            _known_hosts_by_files[files] = KnownHosts(files)
+        return _known_hosts_by_files[files]
 
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
-        with self._lock:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="ascii") as out:
-                out.write(line)
-        client.get_host_keys().add(hostname, key.get_name(), key)
+
+def _fabric_config() -> Config:
+    """A Fabric Config of its own for each connection, over ssh_config files parsed once.
+
+    One Config cannot be shared: a Connection writes attributes into its Config, and each
+    write re-merges the whole Config under the other threads' feet.
+    """
+    with _shared_lock:
+        if not _ssh_configs:
+            _ssh_configs.append(Config().base_ssh_config)  # ~/.ssh/config, /etc/ssh/ssh_config
+        parsed = _ssh_configs[0]
+    return Config(ssh_config=parsed)
 
 
 class SshTransport:
-    """Runs scripts on one host over one SSH connection (``sudo -n`` when become)."""
+    """Runs scripts on one host over one SSH connection (``sudo`` when become)."""
 
     def __init__(self, spec: HostSpec, options: SshOptions) -> None:
         self.spec = spec
         self.options = options
+        self.args: SshArgs = parse_ssh_args(spec.ssh_common_args or options.default_ssh_common_args or "")
+        self.connect_timeout = self.args.connect_timeout or options.connect_timeout
         key_file = spec.private_key_file or options.default_private_key
-        connect_kwargs: dict[str, object] = {
-            "banner_timeout": options.connect_timeout,
-            "auth_timeout": options.connect_timeout,
-        }
-        if key_file:
-            connect_kwargs["key_filename"] = [os.path.expanduser(key_file)]
-        self.user = spec.user or options.default_user
-        self.connection = Connection(
-            host=spec.address,
-            user=self.user,
-            port=spec.port,
-            connect_timeout=options.connect_timeout,
-            connect_kwargs=connect_kwargs,
-        )
-        self._verify_host_keys(self.connection.client)
+        self._key_files = [os.path.expanduser(key_file)] if key_file else []
+        self.connection = self._connection(spec.address, spec.user or options.default_user, spec.port)
+        self.connection.gateway = self._gateway()
+        self.user = self.connection.user
         self._sudo = spec.become and self.user != spec.become_user
+        self._running: ChannelCommand | None = None
 
-    def _verify_host_keys(self, client: paramiko.SSHClient) -> None:
+    def _connection(self, host: str, user: str | None, port: int | None) -> Connection:
+        connection = Connection(
+            host=host,
+            user=user,
+            port=port,
+            config=_fabric_config(),
+            connect_timeout=self.connect_timeout,
+            connect_kwargs={
+                "banner_timeout": self.connect_timeout,
+                "auth_timeout": self.connect_timeout,
+                "key_filename": list(self._key_files),
+            },
+        )
+        mode, files = self.host_key_policy()
+        apply_host_key_checking(connection.client, mode, _known_hosts(files))
+        return connection
+
+    def host_key_policy(self) -> tuple[HostKeyChecking, tuple[str, ...]]:
+        """The CLI flag, else the inventory's variable, else the common args', else strict."""
         mode = self.options.host_key_checking
-        files = [Path(os.path.expanduser(p)) for p in self.options.known_hosts]
-        for path in files:
-            if path.is_file():
-                client.load_host_keys(str(path))
-        if mode is HostKeyChecking.OFF:
-            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-        elif mode is HostKeyChecking.ACCEPT_NEW:
-            client.set_missing_host_key_policy(_AcceptNewPolicy(files[0]))
-        else:
-            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        if mode is None and self.spec.host_key_checking is not None:
+            mode = host_key_checking_of(self.spec.host_key_checking)
+        mode = mode or self.args.host_key_checking or HostKeyChecking.STRICT
+        return mode, self.args.known_hosts or self.options.known_hosts
+
+    def _gateway(self) -> Connection | str | bool:
+        """The jump hosts of the common args (each checked like the target), else ssh_config's."""
+        if self.args.proxy_command:
+            return expand_proxy_command(self.args.proxy_command, self.connection.host, self.connection.port, self.connection.user)
+        gateway: Connection | bool = False
+        for hop in self.args.jumps:
+            previous = gateway
+            gateway = self._connection(hop.host, hop.user, hop.port)
+            gateway.gateway = previous
+        if gateway is False and "proxyjump" in self.connection.ssh_config:
+            # Fabric would build these hops itself with a client that accepts any key.
+            for hop in reversed(self.connection.ssh_config["proxyjump"].split(",")):
+                hop_connection = Connection(hop, config=_fabric_config())
+                checked = self._connection(hop_connection.original_host, hop_connection.user, hop_connection.port)
+                checked.gateway = gateway
+                gateway = checked
+        if gateway is False and "proxycommand" in self.connection.ssh_config:
+            return str(self.connection.ssh_config["proxycommand"])
+        return gateway
 
     def open(self) -> None:
         """Connect and authenticate now, turning every failure into one UnreachableError sentence."""
+        target = self.spec.address if self.connection.host == self.spec.address else self.connection.host
         try:
             self.connection.open()
         except paramiko.BadHostKeyException as exc:
             raise UnreachableError(
-                f"host key for {self.spec.address} does not match known_hosts",
-                hint=f"if the host was rebuilt, run ssh-keygen -R {self.spec.address}",
+                f"host key for {exc.hostname} does not match known_hosts",
+                hint=f"if the host was rebuilt, run ssh-keygen -R {exc.hostname}",
             ) from exc
         except paramiko.AuthenticationException as exc:
             raise UnreachableError(
@@ -109,38 +158,105 @@ class SshTransport:
                 hint="check ansible_user and ansible_ssh_private_key_file",
             ) from exc
         except paramiko.ssh_exception.NoValidConnectionsError as exc:
-            raise UnreachableError(f"connection refused on port {self.spec.port}") from exc
+            raise UnreachableError(f"connection refused on port {self.connection.port}") from exc
         except socket.gaierror as exc:
-            raise UnreachableError(f"cannot resolve {self.spec.address}: {exc.strerror}") from exc
+            raise UnreachableError(f"cannot resolve {target}: {exc.strerror}") from exc
+        except UnicodeError as exc:  # the IDNA codec refuses the name before any lookup
+            raise UnreachableError(f"cannot resolve {target}: not a valid host name") from exc
         except (socket.timeout, TimeoutError) as exc:
             raise UnreachableError(
-                f"no connection within {self.options.connect_timeout:.0f} s on port {self.spec.port}"
+                f"no connection within {self.connect_timeout:.0f} s on port {self.connection.port}"
             ) from exc
         except paramiko.SSHException as exc:
-            raise UnreachableError(_ssh_sentence(str(exc), self.spec.address)) from exc
+            raise UnreachableError(self._handshake_sentence(str(exc), target)) from exc
         except OSError as exc:
             raise UnreachableError(f"cannot connect: {exc.strerror or exc}") from exc
+        except EOFError as exc:
+            raise UnreachableError("the host closed the connection during the SSH handshake") from exc
+        for hop in self._hops():
+            _watch_liveness(hop.transport)
 
-    def run(self, script: str, timeout: float) -> CommandResult:
-        """Run ``sh -c SCRIPT`` (as root through sudo -n when become); the script is one quoted word."""
+    def _handshake_sentence(self, message: str, target: str) -> str:
+        # paramiko's handshake wait can end before its banner timeout fires: then auth
+        # fails with "No existing session", and only the missing banner tells what happened.
+        transport = self.connection.client.get_transport()
+        if transport is not None and not transport.is_authenticated() and "No existing session" in message:
+            if not getattr(transport, "remote_version", None):
+                return "the port accepted TCP but never spoke SSH"
+            return f"the SSH handshake did not finish within {self.connect_timeout:.0f} s"
+        return _ssh_sentence(message, target)
+
+    def _hops(self) -> list[Connection]:
+        """This connection and its gateway connections, target first."""
+        hops, current = [], self.connection
+        while isinstance(current, Connection):
+            hops.append(current)
+            current = current.gateway
+        return hops
+
+    def command_line(self, script: str) -> tuple[str, SudoPrompt | None]:
+        """The exact remote command: every piece one shell word (``shlex.join``)."""
+        argv = ["sh", "-c", script, *SESSION_ARGS]
+        prompt = None
+        if self._sudo:
+            if self.options.become_password is not None:
+                prompt = SudoPrompt(f"[fleetdiag sudo {secrets.token_hex(8)}]", self.options.become_password)
+                argv = ["sudo", "-S", "-p", prompt.marker, "-u", self.spec.become_user, "--", *argv]
+            else:
+                argv = ["sudo", "-n", "-u", self.spec.become_user, "--", *argv]
+        return shlex.join(argv), prompt
+
+    def run(self, script: str, timeout: float, on_line: LineCallback | None = None) -> CommandResult:
+        """Run ``sh -c SCRIPT`` (through sudo when become); stdin stays open until it ends."""
         if not self.connection.is_connected:
             self.open()
-        argv = ["sh", "-c", script]
-        if self._sudo:
-            argv = ["sudo", "-n", "-u", self.spec.become_user, "--", *argv]
+        command, prompt = self.command_line(script)
+        running = ChannelCommand(self.connection.transport, command, prompt)
+        self._running = running
         try:
-            result = self.connection.run(
-                shlex.join(argv), hide=True, warn=True, in_stream=False, timeout=timeout
-            )
-        except CommandTimedOut as exc:
-            raise RemoteCommandError(f"no answer from the host within {timeout:.0f} s") from exc
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise UnreachableError(f"SSH connection lost: {exc}") from exc
-        return CommandResult(result.stdout, result.stderr, result.exited)
+            result = running.wait(timeout, on_line)
+        finally:
+            self._running = None
+        if self._sudo:
+            _raise_for_sudo_refusal(result, asked_password=prompt is None)
+        return result
+
+    def request_stop(self) -> None:
+        """Ask the running script to wrap up now (EOF on its stdin); a no-op between commands."""
+        running = self._running
+        if running is not None:
+            running.request_stop()
 
     def close(self) -> None:
-        """Close the SSH connection."""
-        self.connection.close()
+        """Close the SSH connection and its gateway hops (Fabric leaves those open)."""
+        for hop in self._hops():
+            hop.close()
+
+
+def _watch_liveness(transport: paramiko.Transport | None) -> None:
+    """Keepalives plus TCP_USER_TIMEOUT: a silent network ends the connection, not the wait."""
+    if transport is None:
+        return
+    transport.set_keepalive(KEEPALIVE_S)
+    sock = transport.sock
+    if isinstance(sock, socket.socket) and hasattr(socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, TCP_USER_TIMEOUT_S * 1000)
+
+
+def _raise_for_sudo_refusal(result: CommandResult, asked_password: bool) -> None:
+    """sudo itself refused (exit 1, only sudo's own lines on stderr): say what it said first."""
+    lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+    if result.exit_code != 1 or not lines or not all(line.startswith("sudo:") for line in lines):
+        return
+    if asked_password and any("password" in line for line in lines):
+        raise RemoteCommandError(
+            "sudo asked for a password",
+            hint="set FLEETDIAG_BECOME_PASSWORD or use -K, or allow passwordless sudo",
+        )
+    raise RemoteCommandError(
+        f"sudo refused to run the command: {lines[0].removeprefix('sudo:').strip()}",
+        hint="check ansible_become_user and the sudoers rules for the login user",
+    )
 
 
 def _ssh_sentence(message: str, address: str) -> str:

@@ -32,14 +32,14 @@ def fleetdiag(*args: str) -> subprocess.Popen:
     )
 
 
-def probe_windows(netns_inodes: set[int]) -> dict[int, Path]:
+def probe_windows(netns_inodes: set[int], probe_file: str = "probe.bt") -> dict[int, Path]:
     """The fleetdiag windows running now in these network namespaces: {pid: its private temp dir}.
 
     The lab's hosts share this machine's process table, so a test can find each host's
     probe by its namespace and working directory, whatever else runs on the machine.
     """
     found: dict[int, Path] = {}
-    pids = subprocess.run(["pgrep", "-f", "probe.bt"], capture_output=True, text=True).stdout.split()
+    pids = subprocess.run(["pgrep", "-f", probe_file], capture_output=True, text=True).stdout.split()
     for pid in map(int, pids):
         try:
             inode = int(os.readlink(f"/proc/{pid}/ns/net").split("[")[1].rstrip("]"))
@@ -64,11 +64,11 @@ def attached(windows: dict[int, Path]) -> set[Path]:
 
 
 def wait_for_windows(
-    expected: int, netns_inodes: set[int], proc: subprocess.Popen, timeout: float = 30
+    expected: int, netns_inodes: set[int], proc: subprocess.Popen, timeout: float = 30, probe_file: str = "probe.bt"
 ) -> set[Path]:
     """Wait until EXPECTED probes in these namespaces are watching; their temp dirs."""
     deadline = time.monotonic() + timeout
-    while len(ready := attached(probe_windows(netns_inodes))) < expected:
+    while len(ready := attached(probe_windows(netns_inodes, probe_file))) < expected:
         if proc.poll() is not None:
             pytest.fail(f"fleetdiag exited early ({proc.returncode}): {proc.stderr.read()}")
         if time.monotonic() > deadline:

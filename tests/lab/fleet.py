@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,13 +16,15 @@ from typing import Any
 
 from tests.lab import sshd
 from tests.lab.counters import parse_tcpext
+from tests.lab.cpu_accounting import CpuAccount
+from tests.lab.host_setup import HostSetup, prepare_host_files, sshd_config_lines, sshd_wrapper
 from tests.lab.inventory import HostVars, render_inventory
 from tests.lab.requirements import program
 from tests.lab.runs import NETNS_CONFIG_ROOT, PREFIX, make_workdir, new_run_id
 from tests.lab.subnet import allocation_lock, choose_free_subnet
-from tests.lab.teardown import NETNS_RUN_DIR, cleanup_stale, destroy_run, stop_processes
+from tests.lab.teardown import NETNS_RUN_DIR, cleanup_stale, destroy_run, pids_in_netns, stop_processes
 
-__all__ = ["LabFleet", "LabHost", "cleanup_stale"]
+__all__ = ["HostSetup", "LabFleet", "LabHost", "cleanup_stale"]
 
 MAX_HOSTS = 253  # one /24 minus network, broadcast and the controller's .1
 SSH_PORT = 22
@@ -45,7 +49,15 @@ class LabFleet:
     """Context manager bringing up SIZE hosts, each reachable as root with `key_path`."""
 
     def __init__(
-        self, size: int, *, sshd_path: str | None = None, tracefs: bool = True, ready_timeout: float = 20.0
+        self,
+        size: int,
+        *,
+        sshd_path: str | None = None,
+        tracefs: bool = True,
+        ready_timeout: float = 20.0,
+        setups: Mapping[str, HostSetup] | None = None,
+        private_tmp: bool = False,
+        cpu_accounting: bool = False,
     ):
         if not 1 <= size <= MAX_HOSTS:
             raise ValueError(f"a lab fleet holds 1..{MAX_HOSTS} hosts, not {size}")
@@ -53,7 +65,11 @@ class LabFleet:
         self.sshd_path = sshd_path or program("sshd")  # absolute: sshd re-executes itself
         self.tracefs = tracefs  # False: hosts see no /sys/kernel/tracing, like an unprepared box
         self.ready_timeout = ready_timeout
+        self.setups = dict(setups or {})  # host name -> how it differs (faults, sudo user...)
+        self.private_tmp = private_tmp  # each host's sessions get TMPDIR=<workdir>/<host>/tmp
         self.run_id = new_run_id()
+        # All sshds (and so every session and probe) in one cpuacct cgroup: host-side CPU.
+        self.cpu = CpuAccount(f"{PREFIX}-{self.run_id}") if cpu_accounting else None
         self.bridge = f"{PREFIX}-{self.run_id}-br"
         self.hosts: tuple[LabHost, ...] = ()
         self.subnet: IPv4Network | None = None
@@ -102,6 +118,8 @@ class LabFleet:
         """Kill every process in the fleet's namespaces and delete all it created (idempotent)."""
         if self.workdir is not None or self.subnet is not None:
             destroy_run(self.run_id, self.workdir)
+        if self.cpu is not None:
+            self.cpu.remove()
         self.workdir = None
         self.subnet = None
 
@@ -136,6 +154,57 @@ class LabFleet:
         """(Re)start the host's sshd and wait until it accepts connections."""
         self._launch_sshd(host)
         self._wait_listening([host])
+
+    def kill_sshd(self, host: LabHost) -> list[int]:
+        """SIGKILL every sshd of the host, its open sessions' too (their children live on); the pids."""
+        killed = []
+        for pid in pids_in_netns({host.netns_inode}):
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "sshd":
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            except (OSError, ProcessLookupError):
+                continue
+        (self._host_dir(host) / "sshd.pid").unlink(missing_ok=True)
+        return killed
+
+    def set_link(self, host: LabHost, up: bool) -> None:
+        """Take the host's network down (its eth0, as a pulled cable) or bring it back."""
+        _ip_batch(["-n", host.netns], [f"link set eth0 {'up' if up else 'down'}"])
+
+    def silent_listener(self, host: LabHost, port: int) -> subprocess.Popen:
+        """A socket on HOST:PORT that completes TCP handshakes and never says a word (not SSH)."""
+        code = (
+            "import socket,sys,time;s=socket.socket();"
+            "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+            f"s.bind(({host.address!r},{port}));s.listen(64);print('ready',flush=True);time.sleep(3600)"
+        )
+        process = self.popen(host, [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert process.stdout is not None
+        if process.stdout.readline().strip() != "ready":
+            process.kill()
+            raise RuntimeError(f"silent listener on {host.name}:{port} did not start")
+        return process
+
+    def tmp_dir(self, host: LabHost) -> Path:
+        """The host's private TMPDIR (``private_tmp=True``): where its probes' temp dirs go."""
+        return self._host_dir(host) / "tmp"
+
+    def leftovers(self, hosts: Sequence[LabHost] | None = None) -> dict[str, list[str]]:
+        """Probe processes and temp files still on HOSTS (default all); empty lists when clean."""
+        chosen = list(self.hosts if hosts is None else hosts)
+        processes = []
+        for pid in pids_in_netns({h.netns_inode for h in chosen}):
+            try:
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                continue
+            if comm not in ("sshd", "python3", "python"):  # the hosts' own daemons, test listeners
+                processes.append(f"{pid} {comm}")
+        files = []
+        if self.private_tmp:
+            files = [str(p) for h in chosen for p in self.tmp_dir(h).iterdir()]
+        return {"processes": processes, "temp_files": files}
 
     def write_inventory(
         self,
@@ -182,7 +251,10 @@ class LabFleet:
         width = max(2, len(str(self.size)))
         names = [f"h{i:0{width}d}" for i in range(1, self.size + 1)]
         controller_key = sshd.generate_ed25519_key(self.key_path, f"fleetdiag-lab-{self.run_id}")
+        self._controller_key = controller_key
         self._write_clean_home(controller_key)
+        if self.cpu is not None:
+            self.cpu.create()
         with ThreadPoolExecutor(_WORKERS) as pool:
             host_keys = list(pool.map(self._generate_host_key, names))
             self._create_network(names)
@@ -233,6 +305,13 @@ class LabFleet:
         etc.mkdir(parents=True, exist_ok=True)
         passwd = sshd.clean_passwd(Path("/etc/passwd").read_text(), self._dir / "home")
         (etc / "passwd").write_text(passwd)
+        setup = self.setups.get(name)
+        if setup is not None:
+            prepare_host_files(setup, self._dir / name, etc, self._controller_key)
+        if self.private_tmp:
+            tmp = self._dir / name / "tmp"
+            tmp.mkdir()
+            tmp.chmod(0o1777)
         inode = os.stat(NETNS_RUN_DIR / netns).st_ino
         return LabHost(name=name, netns=netns, address=address, netns_inode=inode)
 
@@ -240,13 +319,22 @@ class LabFleet:
         """Start the host's sshd inside its namespace; it daemonises and logs to sshd.log."""
         host_dir = self._host_dir(host)
         config = host_dir / "sshd_config"
+        setup = self.setups.get(host.name, HostSetup())
+        private_env = {"TMPDIR": str(host_dir / "tmp")} if self.private_tmp else {}
+        extra = sshd_config_lines(setup, host_dir, private_env)
         config.write_text(
             sshd.render_sshd_config(
                 host.address, host.port, host_dir / "ssh_host_ed25519_key", host_dir / "sshd.pid"
             )
+            + "".join(line + "\n" for line in extra)
         )
         argv = [self.sshd_path, "-f", str(config), "-E", str(host_dir / "sshd.log")]
-        result = self.exec(host, argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+        if sshd_wrapper(setup, host_dir):
+            argv = ["/bin/sh", "-c", sshd_wrapper(setup, host_dir) + 'exec "$@"', "sh", *argv]
+        argv = self.host_argv(host, argv)
+        if self.cpu is not None:  # joined before `ip netns exec`, whose fresh /sys has no cgroups
+            argv = ["/bin/sh", "-c", self.cpu.join_command() + 'exec "$@"', "sh", *argv]
+        result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
         if result.returncode != 0:
             raise RuntimeError(f"sshd for {host.name} failed to start: {result.stderr.strip()}")
 

@@ -1,12 +1,37 @@
-"""Detection parsers, fed output recorded from real hosts."""
+"""Detection parsers, fed output recorded from real hosts (see fixtures/detection/README.md)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 
-from fleetdiag.facts import detection_script, parse_facts
-from fleetdiag.facts.host import parse_netns, parse_os_release, parse_uid
-from fleetdiag.facts.tracing import parse_bpftrace_version, parse_reason_table, parse_tracepoint_fields
+import pytest
+
+from fleetdiag.facts import FACTS, detection_script, parse_facts
+from fleetdiag.facts.host import (
+    parse_netns,
+    parse_os_release,
+    parse_os_release_fields,
+    parse_sudo,
+    parse_uid,
+)
+from fleetdiag.facts.kernel import (
+    parse_btf_params,
+    parse_headers,
+    parse_kallsyms,
+    parse_lockdown,
+    parse_modules,
+    parse_secure_boot,
+    parse_yes_no_unknown,
+)
+from fleetdiag.facts.source import BACKLOGDROP_SOURCE_COMMAND, parse_backlogdrop_source
+from fleetdiag.facts.tools import parse_bcc, parse_systemtap, parse_tools
+from fleetdiag.facts.tracing import (
+    parse_bpftrace_version,
+    parse_reason_table,
+    parse_tracepoint_fields,
+)
+from tests.unit.conftest import fixture_text
 
 # The shape of 6.1's format file (reason numbers differ from 6.18's: SOCKET_BACKLOG is 20 there).
 FORMAT_6_1 = """name: kfree_skb
@@ -22,6 +47,10 @@ __print_symbolic(REC->reason, { 1, "NOT_SPECIFIED" }, { 2, "NO_SOCKET" }, { 20, 
 """
 
 
+def detection(case: str):
+    return parse_facts(fixture_text(f"detection/{case}/stdout.txt"))
+
+
 def test_recorded_6_18_host(facts_6_18):
     assert facts_6_18.kernel == "6.18.44-fc-v769"
     assert facts_6_18.os_name == "Debian GNU/Linux 12 (bookworm)"
@@ -33,6 +62,44 @@ def test_recorded_6_18_host(facts_6_18):
     assert facts_6_18.reason_number("SOCKET_BACKLOG") == 29
     assert facts_6_18.drop_reasons[3] == "NO_SOCKET"
     assert len(facts_6_18.drop_reasons) == 127
+
+
+def test_recorded_6_18_host_every_fact():
+    facts = detection("debian12-6.18-all-facts")
+    assert (facts.os_id, facts.sudo, facts.tracefs) == ("debian", "root", "/sys/kernel/tracing")
+    # No modules, no kprobes, no headers: exactly why stap and bcc cannot run on this machine.
+    assert facts.modules == "unsupported"
+    assert facts.kprobes is False
+    assert facts.kernel_headers is None and facts.debuginfo is None
+    assert facts.kernel_symbols == {"tcp_add_backlog", "tcp_v4_rcv", "tcp_v6_rcv"}
+    assert facts.tcp_add_backlog_params == ("sk", "skb", "reason")
+    assert facts.fentry_tcp_add_backlog is None  # available_filter_functions: EPERM here
+    assert facts.secure_boot is False and facts.lockdown is None
+    assert (facts.stap_version, facts.staprun) == ("4.8", True)
+    assert (facts.bcc_python, facts.bcc_version) == ("/usr/bin/python3", "0.26.0")
+    assert {"ss", "bpftool", "timeout"} <= facts.tools
+    assert facts.kernel_source is None and dict(facts.backlogdrop_lines) == {}
+
+
+def test_detection_mounts_tracefs_for_itself_when_hidden():
+    """Recorded under plain `ip netns exec` (a fresh /sys without tracefs)."""
+    facts = detection("netns-6.18-tracefs-unmounted")
+    assert facts.tracefs == "unmounted"
+    assert "rx_sk" in facts.kfree_skb_fields
+    assert facts.reason_number("SOCKET_BACKLOG") == 29
+    assert facts.netns != detection("debian12-6.18-all-facts").netns
+
+
+def test_handwritten_rhel7_host():
+    facts = detection("rhel7.9-3.10-stap")
+    assert facts.os_id == "rhel" and facts.kernel == "3.10.0-1160.el7.x86_64"
+    assert facts.kfree_skb_fields == ("skbaddr", "location", "protocol")
+    assert dict(facts.drop_reasons) == {}
+    assert facts.tracefs == "/sys/kernel/debug/tracing"
+    assert facts.kprobes and "tcp_add_backlog" not in facts.kernel_symbols
+    assert facts.kernel_source == "/usr/src/debug/kernel-3.10.0-1160.el7/linux-3.10.0-1160.el7.x86_64"
+    assert dict(facts.backlogdrop_lines) == {"tcp_v4_rcv": (1746,), "tcp_v6_rcv": (1519,)}
+    assert facts.bcc_python == "/usr/bin/python2"
 
 
 def test_reason_numbers_come_from_the_host_format():
@@ -54,6 +121,8 @@ def test_missing_sections_are_none_not_errors():
     assert facts.bpftrace_version is None
     assert facts.netns is None
     assert facts.kfree_skb_fields == ()
+    assert (facts.stap_version, facts.bcc_python, facts.modules) == (None, None, None)
+    assert facts.tools == frozenset() and facts.kernel_symbols == frozenset()
 
 
 def test_small_parsers():
@@ -64,11 +133,91 @@ def test_small_parsers():
     assert parse_os_release('PRETTY_NAME="Red Hat Enterprise Linux Server 7.9 (Maipo)"') == (
         "Red Hat Enterprise Linux Server 7.9 (Maipo)"
     )
+    assert parse_os_release_fields("ID=ubuntu\n# comment\nbroken line\n")["ID"] == "ubuntu"
     assert parse_bpftrace_version("bpftrace v0.21.2") == "0.21.2"
     assert parse_bpftrace_version("") is None
+    assert [parse_sudo(x) for x in ("root\n", "passwordless", "password", "sudo: x")] == [
+        "root", "passwordless", "password", None,
+    ]  # fmt: skip
+
+
+def test_kernel_parsers():
+    assert parse_modules("disabled\n") == "disabled" and parse_modules("") is None
+    assert parse_lockdown("[none] integrity confidentiality") == "none"
+    assert parse_lockdown("none integrity [confidentiality]\n") == "confidentiality"
+    assert parse_lockdown("") is None
+    assert parse_secure_boot("efivar 0") is False and parse_secure_boot("bios") is False
+    assert parse_secure_boot("SecureBoot enabled\n") is True
+    assert parse_kallsyms("tcp_v4_rcv\nsomething_else\nregister_kprobe\n") == {"tcp_v4_rcv", "register_kprobe"}
+    assert parse_btf_params("") is None
+    assert parse_btf_params("tcp_add_backlog 'sk' 'skb' 'reason'\n") == ("sk", "skb", "reason")
+    assert [parse_yes_no_unknown(x) for x in ("yes", "no", "unreadable", "")] == [True, False, None, None]
+    assert parse_headers("kheaders module\n") == "kheaders"
+    assert parse_headers("build /lib/modules/5.4/build\nkheaders /sys/kernel/kheaders.tar.xz\n") == "build"
+    assert parse_headers("") is None
+
+
+def test_tool_parsers():
+    stap = parse_systemtap("Systemtap translator/driver (version 4.8/0.188, Debian version 4.8-2)\nstaprun\n")
+    assert (stap.version, stap.staprun) == ("4.8", True)
+    assert parse_systemtap("staprun\n").version is None
+    assert parse_bcc("/usr/libexec/platform-python 0.19.0\n").python == "/usr/libexec/platform-python"
+    # Only the fixed interpreter names are ever accepted: host output never becomes a command.
+    assert parse_bcc("/tmp/evil;rm 1.0\n") is None
+    assert parse_bcc("python3 0.26.0 extra\n") is None
+    assert parse_tools("ss\nfoo\ntimeout\n") == {"ss", "timeout"}
+
+
+def test_backlogdrop_line_is_the_one_inside_the_function():
+    out = fixture_text("detection/rhel7.9-3.10-stap/stdout.txt").split("@@fleetdiag backlogdrop_source\n")[1]
+    source = parse_backlogdrop_source(out.split("@@fleetdiag")[0])
+    assert dict(source.lines) == {"tcp_v4_rcv": (1746,), "tcp_v6_rcv": (1519,)}
+    # 4.9+: the counter moved into tcp_add_backlog; prototypes and exports are not definitions.
+    newer = parse_backlogdrop_source(
+        "source /s\n"
+        "net/ipv4/tcp_ipv4.c:1800:bool tcp_add_backlog(struct sock *sk, struct sk_buff *skb,\n"
+        "net/ipv4/tcp_ipv4.c:1880:\t\t__NET_INC_STATS(sock_net(sk), LINUX_MIB_TCPBACKLOGDROP);\n"
+        "net/ipv4/tcp_ipv4.c:1890:EXPORT_SYMBOL(tcp_add_backlog);\n"
+        "net/ipv4/tcp_ipv4.c:1950:int tcp_v4_rcv(struct sk_buff *skb);\n"
+    )
+    assert dict(newer.lines) == {"tcp_add_backlog": (1880,)}
+    assert parse_backlogdrop_source("").root is None
+
+
+def test_backlogdrop_command_reads_a_real_tree(tmp_path):
+    """The fact's own command, run here on a small kernel-style tree laid out as kernel-debuginfo-common does."""
+    release = os.uname().release
+    tree = tmp_path / "kernel-x" / f"linux-{release}"
+    (tree / "net/ipv4").mkdir(parents=True)
+    (tree / "net/ipv4/tcp_ipv4.c").write_text(
+        "static int helper(int x);\n"
+        "int tcp_v4_do_rcv(struct sock *sk, struct sk_buff *skb)\n{\n\treturn 0;\n}\n\n"
+        "int tcp_v4_rcv(struct sk_buff *skb)\n{\n"
+        "\tif (x) {\n\t\tbh_unlock_sock(sk);\n\t\tNET_INC_STATS_BH(net, LINUX_MIB_TCPBACKLOGDROP);\n\t}\n}\n"
+    )
+    done = subprocess.run(
+        ["sh", "-c", BACKLOGDROP_SOURCE_COMMAND],
+        env={**os.environ, "FLEETDIAG_SOURCE_ROOT": str(tmp_path)},
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    source = parse_backlogdrop_source(done.stdout)
+    assert source.root == str(tree)
+    assert dict(source.lines) == {"tcp_v4_rcv": (11,)}
 
 
 def test_detection_script_is_valid_posix_shell():
     # `sh -n` parses without running: catches quoting mistakes in fact commands.
     done = subprocess.run(["sh", "-n", "-c", detection_script()], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.skipif(os.uname().sysname != "Linux", reason="detection reads Linux's /proc and /sys")
+def test_detection_runs_here_in_one_go():
+    done = subprocess.run(["sh", "-c", detection_script()], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    for fact in FACTS:
+        assert f"@@fleetdiag {fact.name}\n" in done.stdout
+    facts = parse_facts(done.stdout)
+    assert facts.kernel == os.uname().release
+    assert facts.uid == os.geteuid()
+    assert facts.netns == int(os.readlink("/proc/self/ns/net").split("[")[1].rstrip("]"))

@@ -227,16 +227,13 @@ def test_duplicate_keys_load_like_ansible_but_warn() -> None:
     )
 
 
-def test_group_vars_directory_beside_the_inventory_is_reported_as_unread(tmp_path: Path) -> None:
+def test_vars_directories_beside_the_inventory_are_read(tmp_path: Path) -> None:
     path = write(tmp_path, "all:\n  hosts:\n    web01:\n")
-    assert load_inventory(path).warnings == ()
     (tmp_path / "group_vars").mkdir()
-    assert load_inventory(path).warnings == (
-        (
-            f"{path}: group_vars/ beside the inventory is not read by fleetdiag; "
-            "put the variables it needs (ansible_user, ansible_port...) in the inventory file"
-        ),
-    )
+    (tmp_path / "group_vars" / "all.yml").write_text("ansible_user: ops\n")
+    web01 = load_inventory(path).hosts[0]
+    assert web01.user == "ops"
+    assert load_inventory(path).warnings == ()
 
 
 def test_inventory_is_frozen() -> None:
@@ -476,16 +473,10 @@ def test_non_utf8_file(tmp_path: Path) -> None:
     assert problems_of(path) == [f"{path}: not UTF-8 text"]
 
 
-def test_ini_inventory_gets_a_conversion_hint() -> None:
-    with pytest.raises(InventoryError) as caught:
-        load_inventory("bad/ini_inventory.yaml")
-    assert caught.value.problems == [
-        (
-            "bad/ini_inventory.yaml: line 2, column 1: YAML syntax error: "
-            "expected '<document start>', but found '<scalar>'"
-        )
-    ]
-    assert "ansible-inventory -i bad/ini_inventory.yaml --list --yaml" in (caught.value.hint or "")
+def test_ini_content_is_read_as_ini_whatever_the_file_is_called() -> None:
+    # Ansible tries its INI plugin when YAML cannot read a file, whatever its name.
+    (web01,) = load_inventory("good/ini_named_yaml.yaml").hosts
+    assert (web01.address, web01.user, web01.groups) == ("192.0.2.11", "ops", ("web",))
 
 
 # --- secrets -------------------------------------------------------------------------

@@ -1,0 +1,101 @@
+"""``fleetdiag check``: preflight for runbooks. Detect on every host, run no probe, say what collect would do."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Sequence
+
+import click
+from tabulate import tabulate
+
+from fleetdiag import tracers
+from fleetdiag.cli.environment import Environment
+from fleetdiag.cli.options import (
+    exit_usage,
+    host_options,
+    select_inventory_hosts,
+    ssh_options,
+)
+from fleetdiag.errors import FleetdiagError
+from fleetdiag.exit_status import check_exit_status
+from fleetdiag.model import HostCheck, Window
+from fleetdiag.sweep import SweepOptions, run_checks
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  every host reachable, with a tracer collect can use
+  2  usage or inventory error; no host contacted
+  3  some hosts unreachable, or without a usable (or the forced) tracer
+  4  no host ready"""
+
+
+def check_document(checks: Sequence[HostCheck]) -> dict[str, Any]:
+    """``{"hosts": [{name, address, status, error, kernel, os, tracers: {name: {usable, reason, probe}}, tracer, probe}]}``."""
+    return {
+        "hosts": [
+            {
+                "name": c.name,
+                "address": c.address,
+                "status": c.status.value,
+                "error": c.error,
+                "kernel": c.kernel,
+                "os": c.os_name,
+                "tracers": {n: {"usable": v.usable, "reason": v.reason, "probe": v.probe} for n, v in c.tracers.items()},
+                "tracer": c.tracer,
+                "probe": c.probe,
+            }
+            for c in checks
+        ]
+    }
+
+
+def check_table(checks: Sequence[HostCheck]) -> str:
+    """One block per host: its kernel and chosen probe, then each tracer's verdict and why."""
+    rows = []
+    for c in checks:
+        rows.append([c.name, c.kernel or "-", c.status.value, c.probe or "-", c.error or ""])
+        for name, verdict in c.tracers.items():
+            mark = "chosen" if name == c.tracer else ("usable" if verdict.usable else "no")
+            rows.append(["", f"  {name}", mark, verdict.probe or "", verdict.reason])
+    headers = ["host", "kernel / tracer", "status", "probe", "error / reason"]
+    # disable_numparse: tabulate would print a kernel "5.10" as 5.1.
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True) + "\n"
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@host_options
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True, help="table for people, json for scripts.")
+@click.option("--tracer", type=click.Choice(tracers.CHOICES), default="auto", show_default=True, help="Check that this probe backend can run.")
+def check(
+    inventory: str | None,
+    limit: str | None,
+    forks: int,
+    user: str | None,
+    private_key: str | None,
+    become: bool,
+    connect_timeout: float,
+    host_key_checking: str,
+    known_hosts: tuple[str, ...],
+    output: str,
+    tracer: str,
+) -> None:
+    """Contact every host, run no probe, and show per host the kernel, each tracer's verdict and the probe collect would run."""
+    env = Environment()
+    try:
+        hosts = select_inventory_hosts(env, inventory, limit, become)
+    except FleetdiagError as exc:
+        exit_usage(env, exc)
+    options = SweepOptions(
+        window=Window(duration_s=0),  # nothing is watched
+        forks=forks,
+        tracer=tracer,
+        ssh=ssh_options(user, private_key, connect_timeout, host_key_checking, known_hosts),
+    )
+    checks = run_checks(hosts, options)
+    if output == "json":
+        env.stdout.write(json.dumps(check_document(checks), indent=2) + "\n")
+    else:
+        env.stdout.write(check_table(checks))
+    env.stdout.flush()
+    sys.exit(int(check_exit_status([c.status for c in checks])))

@@ -1,0 +1,93 @@
+"""The plain-text report the bcc, systemtap and counters probes print at the end of a window.
+
+Those probes are fleetdiag's own scripts, so they all print the same few line shapes,
+one record per line, space-separated, ``-`` for a value the probe could not see::
+
+    total <reason> <count>
+    flow <netns> <laddr> <lport> <raddr> <rport> <reason> <drops> <rcvbuf> <sndbuf> <userlocks> <backlog_max> <rmem_max> <queue_max>
+    overflow <count>
+
+A netns of ``-`` means the host's own namespace (the probe ran inside it), ``0`` unknown.
+A reason is either the host's drop-reason number (mapped through its own table) or a
+name. Lines that do not parse are skipped: a probe's stray output never breaks a host.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from fleetdiag.model import FlowDrop, HostFacts, ProbeReport, frozen_map
+
+_FLOW_FIELDS = 14
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def reason_name(reason: str, table: Mapping[int, str], aliases: Mapping[int, str] | None = None) -> str:
+    """A reason as printed -> its name: host table first, then the backend's own numbers, then REASON_<n>.
+
+    >>> reason_name("29", {29: "SOCKET_BACKLOG"}), reason_name("SOCKET_BACKLOG", {}), reason_name("7", {})
+    ('SOCKET_BACKLOG', 'SOCKET_BACKLOG', 'REASON_7')
+    """
+    number = _int(reason)
+    if number is None:
+        return reason
+    if number in table:
+        return table[number]
+    return (aliases or {}).get(number, f"REASON_{number}")
+
+
+def _flow(words: list[str], facts: HostFacts, aliases: Mapping[int, str] | None) -> FlowDrop | None:
+    if len(words) != _FLOW_FIELDS:
+        return None
+    (_, ns, laddr, lport, raddr, rport, reason, drops, rcvbuf, sndbuf, userlocks, backlog, rmem, queue) = words
+    numbers = [_int(v) for v in (lport, rport, drops)]
+    if any(n is None for n in numbers):
+        return None
+    lport_n, rport_n, drops_n = (int(n) for n in numbers)  # type: ignore[arg-type]
+    return FlowDrop(
+        laddr=laddr,
+        lport=lport_n,
+        raddr=raddr,
+        rport=rport_n,
+        netns=facts.netns if ns == "-" else (_int(ns) or None),  # "-": the host's own; 0: unknown
+        reason=reason_name(reason, facts.drop_reasons, aliases),
+        drops=drops_n,
+        rcvbuf=_int(rcvbuf),
+        sndbuf=_int(sndbuf),
+        userlocks=_int(userlocks),
+        backlog_len_max=_int(backlog),
+        rmem_alloc_max=_int(rmem),
+        queue_max=_int(queue),
+    )
+
+
+def parse_records(output: str, facts: HostFacts, aliases: Mapping[int, str] | None = None) -> ProbeReport:
+    """Totals per reason and per-flow drops from a probe's record lines."""
+    totals: dict[str, int] = {}
+    flows: list[FlowDrop] = []
+    overflow = 0
+    for line in output.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "total" and len(words) == 3 and _int(words[2]) is not None:
+            name = reason_name(words[1], facts.drop_reasons, aliases)
+            totals[name] = totals.get(name, 0) + int(words[2])
+        elif words[0] == "flow":
+            flow = _flow(words, facts, aliases)
+            if flow is not None and flow.drops > 0:
+                flows.append(flow)
+        elif words[0] == "overflow" and len(words) == 2:
+            overflow += _int(words[1]) or 0
+    flows.sort(key=lambda f: (-f.drops, f.reason, f.laddr, f.lport, f.raddr, f.rport))
+    return ProbeReport(
+        drops=frozen_map(dict(sorted(totals.items()))),
+        flows=tuple(flows),
+        flows_truncated=overflow > 0 or sum(f.drops for f in flows) < sum(totals.values()),
+    )

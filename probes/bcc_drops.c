@@ -1,0 +1,245 @@
+// fleetdiag: TCP drops with bcc: one program for every tier, chosen by the FD_* switches below.
+//
+// FD_TRACEPOINT      tracepoint skb:kfree_skb with `reason` (5.17+)
+// FD_RX_SK           ... and with `rx_sk` (6.11+): flow and socket state from the socket
+// FD_ADD_BACKLOG     the return of tcp_add_backlog (kprobe + kretprobe, 4.9+): SOCKET_BACKLOG
+//                    with the socket's state; with FD_TRACEPOINT, kfree_skb leaves those to it
+// Everything is aggregated in the kernel; the runner prints the maps once, at the end.
+// Placeholders (names between double @) are filled by fleetdiag with integers it validated.
+#define FD_NETNS @@NETNS@@ULL
+#define FD_PORT @@PORT@@
+#define FD_SOCKET_BACKLOG @@SOCKET_BACKLOG@@
+#define FD_MAP_KEYS_MAX @@MAP_KEYS_MAX@@
+#define FD_TRACEPOINT @@TRACEPOINT@@
+#define FD_RX_SK @@RX_SK@@
+#define FD_ADD_BACKLOG @@ADD_BACKLOG@@
+#define FD_READ_KERNEL @@READ_KERNEL@@
+
+#include <uapi/linux/ptrace.h>
+#include <linux/skbuff.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <net/sock.h>
+// 6.x moved enum skb_drop_reason out of skbuff.h; the tracepoint's `reason` needs it.
+#if defined(__has_include)
+#if __has_include(<net/dropreason.h>)
+#include <net/dropreason.h>
+#endif
+#endif
+
+#if FD_READ_KERNEL
+#define fd_read bpf_probe_read_kernel
+#else
+#define fd_read bpf_probe_read
+#endif
+
+struct fd_key {
+    u64 ns;  // 0: the packet carried no namespace (drops after the socket lookup, no rx_sk)
+    u32 reason;
+    u16 family;
+    u16 lport;
+    u16 rport;
+    u16 pad;
+    u8 laddr[16];
+    u8 raddr[16];
+};
+
+struct fd_state {
+    u32 rcvbuf;
+    u32 sndbuf;
+    u32 backlog_max;
+    u32 rmem_max;
+    u32 queue_max;
+};
+
+BPF_HASH(fd_total, u32, u64, 1024);
+BPF_HASH(fd_drops, struct fd_key, u64, FD_MAP_KEYS_MAX);
+BPF_HASH(fd_state, struct fd_key, struct fd_state, FD_MAP_KEYS_MAX);
+BPF_ARRAY(fd_overflow, u64, 1);
+
+static inline int fd_port_ok(struct fd_key *key)
+{
+    return FD_PORT == 0 || key->lport == FD_PORT || key->rport == FD_PORT;
+}
+
+static inline void fd_count(struct fd_key *key)
+{
+    u64 zero = 0;
+    u32 reason = key->reason;
+    u64 *n = fd_total.lookup(&reason);
+    if (!n) {
+        fd_total.update(&reason, &zero);
+        n = fd_total.lookup(&reason);
+    }
+    if (n)
+        __sync_fetch_and_add(n, 1);
+    n = fd_drops.lookup(key);
+    if (!n) {
+        fd_drops.update(key, &zero);  // refused when the map is full
+        n = fd_drops.lookup(key);
+    }
+    if (n) {
+        __sync_fetch_and_add(n, 1);
+    } else {
+        int first = 0;
+        u64 *lost = fd_overflow.lookup(&first);
+        if (lost)
+            __sync_fetch_and_add(lost, 1);
+    }
+}
+
+static inline u64 fd_sock_ns(struct sock *sk)
+{
+    return sk->__sk_common.skc_net.net->ns.inum;
+}
+
+static inline void fd_from_sock(struct fd_key *key, struct sock *sk)
+{
+    u16 family = sk->__sk_common.skc_family;
+    u16 dport = sk->__sk_common.skc_dport;
+    key->family = family;
+    key->lport = sk->__sk_common.skc_num;
+    key->rport = ntohs(dport);
+    if (family == AF_INET6) {
+        fd_read(key->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+        fd_read(key->raddr, 16, &sk->__sk_common.skc_v6_daddr);
+    } else {
+        fd_read(key->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
+        fd_read(key->raddr, 4, &sk->__sk_common.skc_daddr);
+    }
+}
+
+static inline void fd_record_state(struct fd_key *key, struct sock *sk)
+{
+    struct fd_state fresh = {};
+    struct fd_state *st = fd_state.lookup(key);
+    if (!st) {
+        fd_state.update(key, &fresh);
+        st = fd_state.lookup(key);
+        if (!st)
+            return;
+    }
+    u32 backlog = sk->sk_backlog.len;
+    u32 rmem = sk->sk_backlog.rmem_alloc.counter;
+    st->rcvbuf = sk->sk_rcvbuf;
+    st->sndbuf = sk->sk_sndbuf;
+    if (backlog > st->backlog_max)
+        st->backlog_max = backlog;
+    if (rmem > st->rmem_max)
+        st->rmem_max = rmem;
+    if (backlog + rmem > st->queue_max)
+        st->queue_max = backlog + rmem;
+}
+
+#if FD_TRACEPOINT
+// The flow from the packet's own headers (IPv4, or IPv6 without extension headers).
+static inline int fd_from_headers(struct fd_key *key, struct sk_buff *skb, u16 protocol)
+{
+    unsigned char *head = skb->head;
+    u16 nh = skb->network_header;
+    struct tcphdr th = {};
+    if (protocol == ETH_P_IP) {
+        struct iphdr ip = {};
+        fd_read(&ip, sizeof(ip), head + nh);
+        if (ip.protocol != IPPROTO_TCP)
+            return 0;
+        fd_read(&th, sizeof(th), head + nh + ip.ihl * 4);
+        key->family = AF_INET;
+        __builtin_memcpy(key->laddr, &ip.daddr, 4);
+        __builtin_memcpy(key->raddr, &ip.saddr, 4);
+    } else {
+        struct ipv6hdr ip6 = {};
+        fd_read(&ip6, sizeof(ip6), head + nh);
+        if (ip6.nexthdr != IPPROTO_TCP)
+            return 0;
+        fd_read(&th, sizeof(th), head + nh + sizeof(ip6));
+        key->family = AF_INET6;
+        __builtin_memcpy(key->laddr, &ip6.daddr, 16);
+        __builtin_memcpy(key->raddr, &ip6.saddr, 16);
+    }
+    key->lport = ntohs(th.dest);
+    key->rport = ntohs(th.source);
+    return 1;
+}
+
+TRACEPOINT_PROBE(skb, kfree_skb)
+{
+    struct fd_key key;
+    __builtin_memset(&key, 0, sizeof(key));
+    u16 protocol = args->protocol;
+    if (protocol != ETH_P_IP && protocol != ETH_P_IPV6)
+        return 0;
+    key.reason = args->reason;
+#if FD_ADD_BACKLOG
+    if (key.reason == FD_SOCKET_BACKLOG)
+        return 0;  // counted, with the socket, at the return of tcp_add_backlog
+#endif
+#if FD_RX_SK
+    struct sock *sk = (struct sock *)args->rx_sk;
+    if (sk) {
+        if (sk->sk_protocol != IPPROTO_TCP)
+            return 0;
+        key.ns = fd_sock_ns(sk);
+        if (key.ns != FD_NETNS)
+            return 0;
+        fd_from_sock(&key, sk);
+        if (!fd_port_ok(&key))
+            return 0;
+        fd_count(&key);
+        if (key.reason == FD_SOCKET_BACKLOG)
+            fd_record_state(&key, sk);
+        return 0;
+    }
+#endif
+    struct sk_buff *skb = (struct sk_buff *)args->skbaddr;
+    struct net_device *dev = skb->dev;
+    u64 ns = 0;
+    if (dev)
+        ns = dev->nd_net.net->ns.inum;
+    // With rx_sk every drop after the lookup has its socket; without, they carry no device.
+    if (ns != FD_NETNS && (FD_RX_SK || ns != 0))
+        return 0;
+    key.ns = ns;
+    if (!fd_from_headers(&key, skb, protocol) || !fd_port_ok(&key))
+        return 0;
+    fd_count(&key);
+    return 0;
+}
+#endif
+
+#if FD_ADD_BACKLOG
+// A kretprobe cannot see the arguments: the entry saves the socket by thread.
+BPF_HASH(fd_entry, u64, struct sock *, 10240);
+
+int kprobe__tcp_add_backlog(struct pt_regs *ctx, struct sock *sk)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    fd_entry.update(&id, &sk);
+    return 0;
+}
+
+int kretprobe__tcp_add_backlog(struct pt_regs *ctx)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    struct sock **saved = fd_entry.lookup(&id);
+    if (!saved)
+        return 0;
+    struct sock *sk = *saved;
+    fd_entry.delete(&id);
+    if ((PT_REGS_RC(ctx) & 0xff) == 0)  // a bool: only the low byte is defined
+        return 0;
+    struct fd_key key;
+    __builtin_memset(&key, 0, sizeof(key));
+    key.ns = fd_sock_ns(sk);
+    if (key.ns != FD_NETNS)
+        return 0;
+    key.reason = FD_SOCKET_BACKLOG;
+    fd_from_sock(&key, sk);
+    if (!fd_port_ok(&key))
+        return 0;
+    fd_count(&key);
+    fd_record_state(&key, sk);
+    return 0;
+}
+#endif

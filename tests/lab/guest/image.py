@@ -1,0 +1,191 @@
+"""The lab guest's disk image: built once by build-image.sh, cached by a hash of its recipe.
+
+Run `python3 -m tests.lab.guest.image` (root) to build it ahead of the tests and print where it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.lab.requirements import find_program
+
+BUILD_SCRIPT = Path(__file__).with_name("build-image.sh")
+CACHE_ROOT = Path(os.environ.get("FDL_LAB_CACHE", "/var/cache/fleetdiag-lab"))
+KERNEL_METAPACKAGE = "linux-image-cloud-amd64"  # depends on Debian's current 6.1 cloud kernel ABI
+BUILD_TIMEOUT = 45 * 60  # a cold build on a slow mirror; about 5 min here
+_SOURCES_DIR = Path("/etc/apt/sources.list.d")
+_DEFAULT_MIRROR = "http://deb.debian.org/debian"
+_DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
+_BUILD_PROGRAMS = ("debootstrap", "mkfs.ext4", "unshare", "chroot", "apt-cache", "ssh-keygen")
+
+
+class GuestImageError(RuntimeError):
+    """The image could not be built; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class GuestImage:
+    """A built image: the files qemu boots and the facts recorded when it was built."""
+
+    directory: Path
+
+    @property
+    def disk(self) -> Path:
+        """Raw ext4 root filesystem (boot it with -snapshot: it is shared and never written)."""
+        return self.directory / "guest.ext4"
+
+    @property
+    def rootfs(self) -> Path:
+        """The tree the disk was made from; chroot into it to compile stap modules with `-r`."""
+        return self.directory / "rootfs"
+
+    @property
+    def vmlinuz(self) -> Path:
+        """The guest kernel, booted directly by qemu."""
+        return self.directory / "vmlinuz"
+
+    @property
+    def initrd(self) -> Path:
+        """The guest's initramfs."""
+        return self.directory / "initrd.img"
+
+    @property
+    def key_path(self) -> Path:
+        """Private key of the controller, authorized for root in the guest."""
+        return self.directory / "id_ed25519"
+
+    @property
+    def host_public_key(self) -> str:
+        """The guest sshd's ed25519 public key line, for known_hosts."""
+        return (self.directory / "ssh_host_ed25519_key.pub").read_text().strip()
+
+    @property
+    def facts(self) -> dict[str, str]:
+        """build.env as a dict: kernel_release, kernel_version, versions, sizes, build seconds."""
+        lines = (self.directory / "build.env").read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines if "=" in line)
+
+    @property
+    def kernel_release(self) -> str:
+        """`uname -r` in the guest, e.g. 6.1.0-56-cloud-amd64."""
+        return self.facts["kernel_release"]
+
+
+def missing_build_requirements() -> list[str]:
+    """What stops an image build here; empty when it can run."""
+    missing = [f"`{name}` (apt-get install debootstrap e2fsprogs)" for name in _BUILD_PROGRAMS if not find_program(name)]
+    if os.geteuid() != 0:
+        missing.append("root (debootstrap and chroot)")
+    return missing
+
+
+def current_kernel_abi() -> str:
+    """Debian's current 6.1 cloud kernel ABI from this machine's apt lists, e.g. 6.1.0-56-cloud-amd64."""
+    out = subprocess.run(
+        ["apt-cache", "depends", KERNEL_METAPACKAGE], capture_output=True, text=True, check=False
+    ).stdout
+    match = re.search(r"Depends: linux-image-(\S+-cloud-amd64)", out)
+    if not match:
+        raise GuestImageError(f"apt-cache knows no {KERNEL_METAPACKAGE}; run `apt-get update` first")
+    return match.group(1)
+
+
+def debian_mirrors() -> tuple[str, str]:
+    """(main mirror, security mirror) as apt uses them here, from the deb822 or one-line sources."""
+    uris = []
+    for path in sorted(_SOURCES_DIR.glob("*.sources")) + [Path("/etc/apt/sources.list")]:
+        with contextlib.suppress(OSError):
+            text = path.read_text()
+            uris += re.findall(r"^URIs:\s*(\S+)", text, re.M)
+            uris += re.findall(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+bookworm", text, re.M)
+    main = next((u.rstrip("/") for u in uris if u.rstrip("/").endswith("/debian")), _DEFAULT_MIRROR)
+    security = next((u.rstrip("/") for u in uris if "security" in u), _DEFAULT_SECURITY_MIRROR)
+    return main, security
+
+
+def recipe_hash(kernel_abi: str) -> str:
+    """16 hex digits over the build script and the kernel ABI: any change means a new image."""
+    digest = hashlib.sha256(BUILD_SCRIPT.read_bytes())
+    digest.update(kernel_abi.encode())
+    return digest.hexdigest()[:16]
+
+
+def ensure_image(log: bool = True) -> GuestImage:
+    """The cached image for the current recipe, building it first if needed (serialised by a lock)."""
+    missing = missing_build_requirements()
+    if missing:
+        raise GuestImageError("cannot build the lab guest image: need " + "; ".join(missing))
+    kernel_abi = current_kernel_abi()
+    image = GuestImage(CACHE_ROOT / f"guest-{recipe_hash(kernel_abi)}")
+    with _build_lock():
+        if (image.directory / "build.env").exists() and image.disk.exists():
+            return image
+        _build(image.directory, kernel_abi, log)
+        _drop_other_images(keep=image.directory)
+    return image
+
+
+@contextlib.contextmanager
+def _build_lock() -> Iterator[None]:
+    """One build at a time on this machine; others wait and then find the image ready."""
+    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
+    with open(CACHE_ROOT / ".build.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _build(directory: Path, kernel_abi: str, log: bool) -> None:
+    """Run build-image.sh into DIRECTORY.partial, then move it into place (never a half image)."""
+    partial = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    mirror, security = debian_mirrors()
+    argv = ["bash", str(BUILD_SCRIPT), str(partial), kernel_abi, mirror, security, str(CACHE_ROOT / "debs")]
+    started = time.monotonic()
+    result = subprocess.run(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=None if log else subprocess.PIPE,
+        text=True, timeout=BUILD_TIMEOUT,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise GuestImageError(
+            f"build-image.sh failed ({result.returncode}) after {time.monotonic() - started:.0f}s; "
+            f"logs in {partial}: {(result.stderr or '')[-2000:]}"
+        )
+    os.replace(partial, directory)
+
+
+def _drop_other_images(keep: Path) -> None:
+    """Remove images of older recipes (each is several GB); the .deb cache stays."""
+    for old in CACHE_ROOT.glob("guest-*"):
+        if old != keep:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def main() -> int:
+    """Build (or find) the image and print its directory and facts."""
+    try:
+        image = ensure_image()
+    except GuestImageError as exc:
+        print(f"guest image: {exc}", file=sys.stderr)
+        return 1
+    print(image.directory)
+    for key, value in image.facts.items():
+        print(f"  {key}={value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
