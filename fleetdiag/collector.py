@@ -86,13 +86,13 @@ def collect_host(
                 _failed(spec, facts, None, _no_tracer_sentence(wanted, detection)),
                 tracers=frozen_map(detection.verdicts),
             )
-        if before_window is not None:
-            before_window()
         # auto: a probe that fails to start (a compile error, a kernel that refuses it)
         # hands over to the next usable tracer, down to counters, and the result says so.
         candidates = [detection.tracer, *(_fallbacks(detection) if wanted == "auto" else [])]
         failures: list[str] = []
         for tracer in candidates:
+            if before_window is not None:
+                before_window()  # the gate is open after the first time; a stop request still ends here
             plan = tracer.plan(facts, window)
             probe = plan.probe
             log.debug("%s: running %s for %s s", spec.name, plan.probe, window.duration_s)

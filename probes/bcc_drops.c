@@ -1,6 +1,6 @@
 // fleetdiag: TCP drops with bcc: one program for every tier, chosen by the FD_* switches below.
 //
-// FD_TRACEPOINT      tracepoint skb:kfree_skb with `reason` (5.17+)
+// FD_TRACEPOINT      tracepoint skb:kfree_skb with `reason` (5.18+ with SOCKET_BACKLOG)
 // FD_RX_SK           ... and with `rx_sk` (6.11+): flow and socket state from the socket
 // FD_ADD_BACKLOG     the return of tcp_add_backlog (kprobe + kretprobe, 4.9+): SOCKET_BACKLOG
 //                    with the socket's state; with FD_TRACEPOINT, kfree_skb leaves those to it

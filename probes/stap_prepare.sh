@@ -10,4 +10,11 @@ while read -r var point; do
     exit 1
   fi
 done <points.txt
-exec stap -p4 -m fleetdiag_backlog -DMAXMAPENTRIES=@@MAXMAPENTRIES@@ -DMAXSTRINGLEN=64 probe.stp
+if ! stap -p4 -m fleetdiag_backlog -DMAXMAPENTRIES=@@MAXMAPENTRIES@@ -DMAXSTRINGLEN=64 probe.stp 2>stap.err; then
+  grep -v '^Tip: ' stap.err >&2
+  # A known break: stable kernels changed task_work_cancel under systemtap 4.8's runtime.
+  if grep -q task_work_cancel stap.err; then
+    echo "systemtap's runtime does not build for $(uname -r) (task_work_cancel changed): update systemtap" >&2
+  fi
+  exit 1
+fi

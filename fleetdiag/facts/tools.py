@@ -19,8 +19,10 @@ command -v staprun >/dev/null && echo staprun
 exit 0
 """
 
+# Starting interpreters costs ~30 ms each: only when some python has a bcc package at all.
 BCC_COMMAND = (
-    "for py in "
+    """ls -d /usr/lib*/python*/*-packages/bcc /usr/local/lib*/python*/*-packages/bcc | grep -q . || exit 0
+for py in """
     + " ".join(BCC_PYTHONS)
     + """; do
   v=$("$py" -c 'import bcc; print(getattr(bcc, "__version__", "unknown"))' </dev/null) && { echo "$py $v"; exit 0; }

@@ -102,7 +102,7 @@ def at_least(facts: HostFacts, major: int, minor: int) -> bool:
 
 
 def kfree_skb_tier(facts: HostFacts) -> str | None:
-    """``rx_sk`` (6.11+), ``reason`` (5.17-6.10, with SOCKET_BACKLOG in the table), or None."""
+    """``rx_sk`` (6.11+), ``reason`` with SOCKET_BACKLOG in the table (5.18-6.10), or None."""
     fields = facts.kfree_skb_fields
     if not {"reason", "skbaddr", "protocol"} <= set(fields) or facts.reason_number("SOCKET_BACKLOG") is None:
         return None

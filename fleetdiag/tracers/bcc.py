@@ -6,9 +6,9 @@ it fits hosts that have headers but no bpftrace (Ubuntu 18.04/20.04, RHEL 8). On
 program covers the tiers, switched by integers fleetdiag fills in:
 
 - ``kfree_skb``: tracepoint skb:kfree_skb with ``reason`` and ``rx_sk`` (6.11+)
-- ``kfree_skb_headers``: the tracepoint with ``reason`` only (5.17-6.10), flows from the
+- ``kfree_skb_headers``: the tracepoint with ``reason`` only (5.18-6.10), flows from the
   packet headers; SOCKET_BACKLOG from the return of tcp_add_backlog when kprobes exist
-- ``tcp_add_backlog``: only the return of tcp_add_backlog (4.9-5.16), backlog drops only
+- ``tcp_add_backlog``: only the return of tcp_add_backlog (4.9-5.17), backlog drops only
 
 The runner prints record lines (``fleetdiag/tracers/records.py``) once, at the end.
 """

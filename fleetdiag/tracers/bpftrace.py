@@ -2,10 +2,10 @@
 
 1. ``kfree_skb``: tracepoint skb:kfree_skb with ``reason`` and ``rx_sk`` (6.11+): every
    TCP drop reason, the flow and the socket's state from the receiving socket.
-2. ``kfree_skb_headers``: the tracepoint with ``reason`` but no ``rx_sk`` (5.17-6.10): every
+2. ``kfree_skb_headers``: the tracepoint with ``reason`` but no ``rx_sk`` (5.18-6.10): every
    reason, the flow from the packet's headers; SOCKET_BACKLOG from the return of
    tcp_add_backlog when kretfunc or kretprobe can reach it (socket state, namespace).
-3. ``tcp_add_backlog``: only the return of tcp_add_backlog (4.9-5.16): backlog drops with
+3. ``tcp_add_backlog``: only the return of tcp_add_backlog (4.9-5.17): backlog drops with
    the socket's state.
 
 Everything is aggregated in kernel maps; the script prints them once, as JSON, at the

@@ -26,8 +26,8 @@ from tests.lab.backlog import start_backlog_traffic
 
 pytestmark = pytest.mark.lab
 
-WINDOW_S = 8
-TRAFFIC_S = 4.0
+WINDOW_S = 10
+TRAFFIC_S = 5.0
 # Ports of their own: other tests' flows use 5201, and --port must single this one out.
 PORT = 5231
 CLOSED_PORT = 5232

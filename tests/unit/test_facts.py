@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 
 import pytest
 
+from fleetdiag.backlog_limit import kernel_version
 from fleetdiag.facts import FACTS, detection_script, parse_facts
 from fleetdiag.facts.host import (
     parse_netns,
@@ -16,6 +18,7 @@ from fleetdiag.facts.host import (
     parse_uid,
 )
 from fleetdiag.facts.kernel import (
+    TCP_ADD_BACKLOG_BTF_COMMAND,
     parse_btf_params,
     parse_headers,
     parse_kallsyms,
@@ -72,7 +75,7 @@ def test_recorded_6_18_host_every_fact():
     assert facts.kprobes is False
     assert facts.kernel_headers is None and facts.debuginfo is None
     assert facts.kernel_symbols == {"tcp_add_backlog", "tcp_v4_rcv", "tcp_v6_rcv"}
-    assert facts.tcp_add_backlog_params == ("sk", "skb", "reason")
+    assert facts.tcp_add_backlog_params is None  # rx_sk is there: the BTF dump is skipped
     assert facts.fentry_tcp_add_backlog is None  # available_filter_functions: EPERM here
     assert facts.secure_boot is False and facts.lockdown is None
     assert (facts.stap_version, facts.staprun) == ("4.8", True)
@@ -221,3 +224,25 @@ def test_detection_runs_here_in_one_go():
     assert facts.kernel == os.uname().release
     assert facts.uid == os.geteuid()
     assert facts.netns == int(os.readlink("/proc/self/ns/net").split("[")[1].rstrip("]"))
+
+
+@pytest.mark.skipif(
+    shutil.which("bpftool") is None or not os.path.exists("/sys/kernel/btf/vmlinux"),
+    reason="needs bpftool and this kernel's BTF (/sys/kernel/btf/vmlinux)",
+)
+def test_tcp_add_backlog_signature_from_this_kernels_btf(tmp_path):
+    """The fact's command for real, on a host whose kfree_skb has no rx_sk (a stand-in format file)."""
+    fmt = tmp_path / "events/skb/kfree_skb/format"
+    fmt.parent.mkdir(parents=True)
+    fmt.write_text(FORMAT_6_1)
+    done = subprocess.run(["sh", "-c", TCP_ADD_BACKLOG_BTF_COMMAND], env={**os.environ, "fd_tracefs": str(tmp_path)},
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    params = parse_btf_params(done.stdout)
+    # 5.17+ added the drop-reason out-parameter; this kernel is newer.
+    assert params is not None and params[:2] == ("sk", "skb")
+    if (kernel_version(os.uname().release) or (0, 0)) >= (5, 17):
+        assert params == ("sk", "skb", "reason")
+    fmt.write_text(fmt.read_text() + "\tfield:void * rx_sk;\toffset:24;\tsize:8;\tsigned:0;\n")
+    skipped = subprocess.run(["sh", "-c", TCP_ADD_BACKLOG_BTF_COMMAND], env={**os.environ, "fd_tracefs": str(tmp_path)},
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert parse_btf_params(skipped.stdout) is None

@@ -112,3 +112,19 @@ def test_a_forced_tracer_that_does_not_start_fails_without_fallback():
     assert result.status is Status.FAILED
     assert result.error.startswith("bpftrace did not start")
     assert len(host.scripts) == 2
+
+
+def test_a_stop_request_is_not_followed_by_a_fallback_window():
+    from fleetdiag.errors import HostError
+
+    calls = []
+
+    def before_window():
+        calls.append(1)
+        if len(calls) > 1:
+            raise HostError("interrupted by SIGINT before the window started")
+
+    host = ScriptedHost(fixture_text("detection/debian12-6.18-all-facts/stdout.txt"), NEVER_ATTACHED)
+    result = collect_host(SPEC, host, Window(3), before_window=before_window)
+    assert result.status is Status.FAILED and result.error.startswith("interrupted by SIGINT")
+    assert len(host.scripts) == 2  # detection and the one window; no counters window after the stop

@@ -124,3 +124,23 @@ def test_script_parses_with_real_stap(facts, tmp_path):
     # The same check fails on a broken script, so it really parses.
     script.write_text("probe begin { x = }\n")
     assert subprocess.run(["stap", "-p1", "-r", str(build), str(script)], capture_output=True).returncode != 0
+
+
+def test_a_known_runtime_break_is_named(tmp_path):
+    """stap 4.8 on 6.1.19x fails in its own runtime (QEMU-GUEST.md): the host's error says what to do."""
+    plan = systemtap.plan(newer_kernel(), Window(10))
+    for name, text in plan.files.items():
+        (tmp_path / name).write_text(text + "\n")
+    fake = tmp_path / "bin" / "stap"
+    fake.parent.mkdir()
+    fake.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = -L ]; then echo \'kernel.function("tcp_add_backlog@net/ipv4/tcp_ipv4.c:1800") $sk:struct sock*\'; exit 0; fi\n'
+        "echo 'stp_task_work.c:40: error: passing argument 2 of kallsyms_task_work_cancel from incompatible pointer type' >&2\n"
+        "exit 1\n"
+    )
+    fake.chmod(0o755)
+    done = subprocess.run(["sh", "prepare.sh"], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PATH": f"{fake.parent}:/usr/bin:/bin"})  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].endswith("(task_work_cancel changed): update systemtap")

@@ -28,7 +28,7 @@ DEFAULT_SEGMENTS = 300
 DEFAULT_DELAY_MS = 3000
 SETTLE_SECONDS = 0.5  # between the guest's "R" and the first duplicate: recv() is entered by then
 COUNTER = "TCPBacklogDrop"
-ARM_TIMEOUT = 120.0  # staprun loading the module and registering its kprobe in the emulated guest
+ARM_TIMEOUT = 200.0  # staprun loading the module and registering its kprobe in the emulated guest
 HOLD_TIMEOUT = 60.0  # the held recv() and the unload after it
 
 
@@ -86,7 +86,8 @@ def generate_guest_backlog_drops(
             lines.until("held", HOLD_TIMEOUT)
             _reset(conn)
             controller_port = conn.getsockname()[1]
-        held_ms = int(lines.until("held_ms", HOLD_TIMEOUT).split()[1])
+        held_line = lines.until("held_ms", HOLD_TIMEOUT)
+        held_ms = int(held_line.split()[1])
         lines.until("done", HOLD_TIMEOUT)
         _, err = server.communicate(timeout=HOLD_TIMEOUT)
     except Exception as exc:
@@ -97,7 +98,10 @@ def generate_guest_backlog_drops(
         raise GuestBacklogError(f"guest server exited {server.returncode}:\n{err.decode(errors='replace')[-3000:]}")
     held_seconds = held_ms / 1000
     if held_ms < delay_ms:
-        raise GuestBacklogError(f"the socket was held {held_ms} ms, not {delay_ms} ms: recv() was never delayed")
+        raise GuestBacklogError(
+            f"the socket was held {held_ms} ms, not {delay_ms} ms ({held_line}): recv() was not delayed;"
+            f" guest server stderr:\n{err.decode(errors='replace')[-3000:]}"
+        )
     if send_seconds > held_seconds - SETTLE_SECONDS:
         raise GuestBacklogError(f"sending took {send_seconds:.2f}s, longer than the {held_seconds:.2f}s hold")
     return GuestBacklogRun(

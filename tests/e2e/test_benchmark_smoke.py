@@ -1,0 +1,33 @@
+"""The benchmarks run with one command: a smoke run on 3 lab hosts (their figures are not checked)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def test_scale_benchmark_runs_and_prints_its_ratios() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "scale.py"), "--hosts", "3", "--repeat", "1", "--duration", "1"],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"ratio c/b = \d+\.\d\d .* ratio c/a = \d+\.\d\d", done.stdout), done.stdout
+    assert "hosts ok per round: [3]" in done.stdout
+
+
+def test_profile_benchmark_runs_and_prints_its_phases() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "profile_sweep.py"), "--hosts", "3", "--duration", "1"],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "3 ok" in done.stdout and "window round trip" in done.stdout and "paramiko transports" in done.stdout
