@@ -27,10 +27,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.e2e.test_collect import probe_windows, wait_for_windows  # noqa: E402
-from tests.lab.backlog import generate_backlog_drops  # noqa: E402
-from tests.lab.fleet import LabFleet, LabHost  # noqa: E402
-from tests.lab.requirements import missing_lab_requirements, program  # noqa: E402
+from tests.e2e.test_collect import probe_windows, wait_for_windows
+from tests.lab.backlog import generate_backlog_drops
+from tests.lab.fleet import LabFleet, LabHost
+from tests.lab.requirements import missing_lab_requirements, program
 
 BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
 CLOSED_PORT = 9  # discard: nothing listens on it in a lab host
@@ -117,7 +117,7 @@ def main() -> int:
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
             )  # fmt: skip
             wait_for_windows(1, {target.netns_inode}, proc)
-            (bpftrace_pid,) = [pid for pid in probe_windows({target.netns_inode}) if Path(f"/proc/{pid}/comm").read_text().strip() == "bpftrace"] or [None]  # noqa: E501
+            (bpftrace_pid,) = [pid for pid in probe_windows({target.netns_inode}) if Path(f"/proc/{pid}/comm").read_text().strip() == "bpftrace"] or [None]
             ids = programs_of(bpftrace_pid)
             before, cpu_before = program_stats(ids), process_cpu(bpftrace_pid)
             started = time.monotonic()

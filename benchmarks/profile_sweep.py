@@ -16,7 +16,6 @@ a diagnostic that separates fleetdiag's orchestration from the cost of the full 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import threading
@@ -29,14 +28,16 @@ import paramiko
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import fleetdiag.collector as collector  # noqa: E402
-from fleetdiag import facts  # noqa: E402
-from fleetdiag.inventory import load_inventory  # noqa: E402
-from fleetdiag.model import Window  # noqa: E402
-from fleetdiag.sections import section_header  # noqa: E402
-from fleetdiag.sweep import SweepOptions, run_sweep  # noqa: E402
-from fleetdiag.transport import SshOptions  # noqa: E402
-from tests.lab.fleet import LabFleet  # noqa: E402
+from fleetdiag import (
+    collector,
+    facts,
+)
+from fleetdiag.inventory import load_inventory
+from fleetdiag.model import Window
+from fleetdiag.sections import section_header
+from fleetdiag.sweep import SweepOptions, run_sweep
+from fleetdiag.transport import SshOptions
+from tests.lab.fleet import LabFleet
 
 BPFTRACE_FACTS = ("kernel", "os_release", "uid", "netns", "tracefs", "btf", "bpftrace", "kfree_skb_format")
 
@@ -73,7 +74,7 @@ def percentiles(values: list[float]) -> str:
     ordered = sorted(values)
     if not ordered:
         return "-"
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]
     return f"p50 {pick(0.5):6.2f}  p90 {pick(0.9):6.2f}  last {ordered[-1]:6.2f}"
 
 
@@ -83,6 +84,7 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--tracer", default="counters")
     parser.add_argument("--facts", choices=("all", "bpftrace-only"), default="all")
+    parser.add_argument("--no-align", action="store_true", help="each host starts its window when it is ready")
     args = parser.parse_args()
     if args.facts == "bpftrace-only":
         collector.detection_script = bpftrace_only_detection  # type: ignore[assignment]
@@ -102,6 +104,7 @@ def main() -> int:
             forks=args.hosts,
             tracer=args.tracer,
             ssh=SshOptions(known_hosts=(str(fleet.known_hosts_path),)),
+            align_windows=not args.no_align,
         )
         host_cpu_before = fleet.cpu.seconds() if fleet.cpu else None
         cpu_before = time.process_time()
@@ -122,7 +125,8 @@ def main() -> int:
         host_cpu = fleet.cpu.seconds() - host_cpu_before if fleet.cpu and host_cpu_before is not None else None
     ok = sum(h.status.value == "ok" for h in sweep.hosts)
     starts = [h.window_start for h in sweep.hosts if h.window_start]
-    print(f"{args.hosts} hosts, --duration {args.duration}, tracer {args.tracer}, facts {args.facts}: "
+    print(f"{args.hosts} hosts, --duration {args.duration}, tracer {args.tracer}, facts {args.facts}, "
+          f"windows {'each on its own' if args.no_align else 'aligned'}: "
           f"wall {wall:.1f} s, {ok} ok, window start spread {max(starts) - min(starts):.2f} s")  # fmt: skip
     print("phase reached (s from start):")
     for stage in ("connecting", "collecting", "waiting", "watching", "done"):

@@ -35,8 +35,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.lab.fleet import LabFleet  # noqa: E402
-from tests.lab.requirements import missing_lab_requirements, program  # noqa: E402
+from tests.lab.fleet import LabFleet
+from tests.lab.requirements import missing_lab_requirements, program
 
 FABRIC_GROUP = """
 import sys

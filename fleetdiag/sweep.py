@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Callable, Sequence
 
 from fleetdiag.collector import DETECTION_TIMEOUT_S, check_host, collect_host
 from fleetdiag.errors import HostError, UnreachableError
@@ -204,7 +204,10 @@ def _run_batch(
 def _final_result(run: _HostRun, stop: StopRequest) -> HostResult:
     """The host's result; a stop request shows as an error or a note, never silently."""
     if run.result is None or run.abandoned:
-        stage = "while its window was running" if run.watching_since is not None else "before it finished"
+        if run.watching_since is not None:
+            stage = "while its window was running"
+        else:
+            stage = "before its window started" if run.transport is not None else "before it was contacted"
         return _interrupted(run.spec, stop, stage)
     if not run.cut_short or run.result.status is not Status.OK:
         return run.result

@@ -16,7 +16,12 @@ from typing import Any
 
 from fleetdiag.inventory.host_patterns import HostPatternError, parse_host_key
 from fleetdiag.inventory.names import group_problem, host_problem
-from fleetdiag.inventory.schema import IGNORED_PASSWORDS, UNDERSTOOD_VARS, validate_port, validate_vars
+from fleetdiag.inventory.schema import (
+    IGNORED_PASSWORDS,
+    UNDERSTOOD_VARS,
+    validate_port,
+    validate_vars,
+)
 from fleetdiag.inventory.secret_values import conceal, is_secret_name
 from fleetdiag.model import frozen_map
 

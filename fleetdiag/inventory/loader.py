@@ -13,8 +13,15 @@ from fleetdiag.inventory.ini_file import as_yaml_document, read_ini
 from fleetdiag.inventory.precedence import resolve_hosts
 from fleetdiag.inventory.secret_values import redact
 from fleetdiag.inventory.vars_dirs import read_vars_dirs
-from fleetdiag.inventory.yaml_file import INI_SECTION, FORMAT_HINT, YamlDocument, parse_yaml, read_text
+from fleetdiag.inventory.yaml_file import (
+    FORMAT_HINT,
+    INI_SECTION,
+    YamlDocument,
+    parse_yaml,
+    read_text,
+)
 from fleetdiag.model import LOCAL_CONNECTION, HostSpec, frozen_map
+
 
 @dataclass(frozen=True)
 class Inventory:

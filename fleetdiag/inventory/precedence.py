@@ -12,7 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fleetdiag.inventory.ansible_yaml import ALL, UNGROUPED, GroupDraft, HostDraft, InventoryDraft
+from fleetdiag.inventory.ansible_yaml import (
+    ALL,
+    UNGROUPED,
+    GroupDraft,
+    HostDraft,
+    InventoryDraft,
+)
 from fleetdiag.inventory.schema import HOSTSPEC_SOURCES
 from fleetdiag.model import HostSpec, frozen_map
 

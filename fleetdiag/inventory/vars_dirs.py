@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from fleetdiag.errors import InventoryError
 from fleetdiag.inventory.ansible_yaml import InventoryDraft, describe_type, read_vars
 from fleetdiag.inventory.yaml_file import parse_yaml, read_text
-from fleetdiag.errors import InventoryError
 
 EXTENSIONS = ("", ".yml", ".yaml", ".json")
 GROUP_VARS = "group_vars"

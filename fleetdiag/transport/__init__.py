@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fleetdiag.model import HostSpec
 from fleetdiag.transport.base import CommandResult, Transport
-from fleetdiag.transport.local import LocalTransport
 from fleetdiag.transport.host_keys import HostKeyChecking
+from fleetdiag.transport.local import LocalTransport
 from fleetdiag.transport.ssh import SshOptions, SshTransport
 
 __all__ = [

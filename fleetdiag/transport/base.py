@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 # Every script runs as `sh -c SCRIPT fleetdiag stop-on-stdin-eof`: its stdin stays open for
 # as long as the controller wants it to run, and EOF on stdin (the controller asked to stop,

@@ -96,7 +96,7 @@ def apply_host_key_checking(client: paramiko.SSHClient, mode: HostKeyChecking, k
         return
     # paramiko checks its "system" keys first and never writes them back; sharing one
     # parsed HostKeys between all clients saves re-reading known_hosts for every host.
-    client._system_host_keys = known.keys  # noqa: SLF001 - paramiko has no public setter
+    client._system_host_keys = known.keys
     if mode is HostKeyChecking.ACCEPT_NEW:
         client.set_missing_host_key_policy(_LearnUnknown(known))
     else:

@@ -91,7 +91,9 @@ class SshTransport:
         self.connect_timeout = self.args.connect_timeout or options.connect_timeout
         key_file = spec.private_key_file or options.default_private_key
         self._key_files = [os.path.expanduser(key_file)] if key_file else []
-        self.connection = self._connection(spec.address, spec.user or options.default_user, spec.port)
+        # Port 22 is HostSpec's default: leave it to ~/.ssh/config (Port) as OpenSSH would.
+        port = None if spec.port == 22 else spec.port
+        self.connection = self._connection(spec.address, spec.user or options.default_user, port)
         self.connection.gateway = self._gateway()
         self.user = self.connection.user
         self._sudo = spec.become and self.user != spec.become_user
@@ -144,47 +146,60 @@ class SshTransport:
 
     def open(self) -> None:
         """Connect and authenticate now, turning every failure into one UnreachableError sentence."""
-        target = self.spec.address if self.connection.host == self.spec.address else self.connection.host
         try:
             self.connection.open()
-        except paramiko.BadHostKeyException as exc:
-            raise UnreachableError(
-                f"host key for {exc.hostname} does not match known_hosts",
-                hint=f"if the host was rebuilt, run ssh-keygen -R {exc.hostname}",
-            ) from exc
-        except paramiko.AuthenticationException as exc:
-            raise UnreachableError(
-                f"authentication failed for user {self.user or 'default'}",
-                hint="check ansible_user and ansible_ssh_private_key_file",
-            ) from exc
-        except paramiko.ssh_exception.NoValidConnectionsError as exc:
-            raise UnreachableError(f"connection refused on port {self.connection.port}") from exc
-        except socket.gaierror as exc:
-            raise UnreachableError(f"cannot resolve {target}: {exc.strerror}") from exc
-        except UnicodeError as exc:  # the IDNA codec refuses the name before any lookup
-            raise UnreachableError(f"cannot resolve {target}: not a valid host name") from exc
-        except (socket.timeout, TimeoutError) as exc:
-            raise UnreachableError(
-                f"no connection within {self.connect_timeout:.0f} s on port {self.connection.port}"
-            ) from exc
-        except paramiko.SSHException as exc:
-            raise UnreachableError(self._handshake_sentence(str(exc), target)) from exc
-        except OSError as exc:
-            raise UnreachableError(f"cannot connect: {exc.strerror or exc}") from exc
-        except EOFError as exc:
-            raise UnreachableError("the host closed the connection during the SSH handshake") from exc
+        except (paramiko.SSHException, OSError, EOFError, UnicodeError) as exc:
+            failed = self._failed_hop()
+            error = self._unreachable(exc, failed)
+            if failed is not self.connection:  # say which bastion, not the target, failed
+                error = UnreachableError(f"via bastion {failed.host}: {error.message}", hint=error.hint)
+            raise error from exc
         for hop in self._hops():
             _watch_liveness(hop.transport)
 
-    def _handshake_sentence(self, message: str, target: str) -> str:
+    def _failed_hop(self) -> Connection:
+        """The hop nearest the controller that is not connected (the target when there is none)."""
+        for hop in reversed(self._hops()):
+            if not hop.is_connected:
+                return hop
+        return self.connection
+
+    def _unreachable(self, exc: BaseException, hop: Connection) -> UnreachableError:
+        """One sentence for a failed connect to HOP, with a hint where there is something to do."""
+        name, port = hop.host, hop.port
+        if isinstance(exc, paramiko.BadHostKeyException):
+            return UnreachableError(
+                f"host key for {exc.hostname} does not match known_hosts",
+                hint=f"if the host was rebuilt, run ssh-keygen -R {exc.hostname}",
+            )
+        if isinstance(exc, paramiko.AuthenticationException):
+            return UnreachableError(
+                f"authentication failed for user {hop.user or 'default'}",
+                hint="check ansible_user and ansible_ssh_private_key_file",
+            )
+        if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+            return UnreachableError(f"connection refused on port {port}")
+        if isinstance(exc, socket.gaierror):
+            return UnreachableError(f"cannot resolve {name}: {exc.strerror}")
+        if isinstance(exc, UnicodeError):  # the IDNA codec refuses the name before any lookup
+            return UnreachableError(f"cannot resolve {name}: not a valid host name")
+        if isinstance(exc, (socket.timeout, TimeoutError)):
+            return UnreachableError(f"no connection within {self.connect_timeout:.0f} s on port {port}")
+        if isinstance(exc, paramiko.SSHException):
+            return UnreachableError(self._handshake_sentence(str(exc), hop))
+        if isinstance(exc, EOFError):
+            return UnreachableError("the host closed the connection during the SSH handshake")
+        return UnreachableError(f"cannot connect: {getattr(exc, 'strerror', None) or exc}")
+
+    def _handshake_sentence(self, message: str, hop: Connection) -> str:
         # paramiko's handshake wait can end before its banner timeout fires: then auth
         # fails with "No existing session", and only the missing banner tells what happened.
-        transport = self.connection.client.get_transport()
+        transport = hop.client.get_transport()
         if transport is not None and not transport.is_authenticated() and "No existing session" in message:
             if not getattr(transport, "remote_version", None):
                 return "the port accepted TCP but never spoke SSH"
             return f"the SSH handshake did not finish within {self.connect_timeout:.0f} s"
-        return _ssh_sentence(message, target)
+        return _ssh_sentence(message, hop.host)
 
     def _hops(self) -> list[Connection]:
         """This connection and its gateway connections, target first."""

@@ -133,7 +133,19 @@ def test_unknown_bastion_key_is_refused_like_the_target_s(fleet: LabFleet, tmp_p
         "-i", str(inventory), "--known-hosts", str(only_target), "--results-dir", str(tmp_path / "r"), "--duration", "1"
     )  # fmt: skip
     assert result.returncode == 4
-    assert "not in known_hosts" in hosts_of(result)["h03"]["error"]
+    assert hosts_of(result)["h03"]["error"].startswith(
+        f"via bastion {bastion.address}: host key of {bastion.address} is not in known_hosts"
+    )
+
+
+def test_a_bastion_that_refuses_is_named_in_the_error(fleet: LabFleet, tmp_path: Path) -> None:
+    closed = f"root@{fleet.host('h01').address}:2222"  # nothing listens there
+    inventory = fleet.write_inventory(
+        tmp_path / "jump.yaml", hosts=[fleet.host("h03")], extra_vars={"ansible_ssh_common_args": f"-J {closed}"}
+    )
+    result = run("-i", str(inventory), *common(fleet, tmp_path))
+    assert result.returncode == 4
+    assert hosts_of(result)["h03"]["error"] == f"via bastion {fleet.host('h01').address}: connection refused on port 2222"
 
 
 def test_ssh_config_host_alias_user_key_and_proxyjump(fleet: LabFleet, tmp_path: Path) -> None:

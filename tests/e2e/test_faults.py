@@ -87,7 +87,10 @@ def test_each_broken_host_fails_alone_and_says_why(fault_fleet: LabFleet, tmp_pa
                 "mute": {"ansible_host": mute.address, "ansible_port": SILENT_PORT},
             },
         )
-        proc = collect(fleet, inventory, tmp_path / "results", "--duration", "2", "--connect-timeout", "3")
+        # --tracer bpftrace: with auto, a probe that cannot start hands over to the next tracer.
+        proc = collect(
+            fleet, inventory, tmp_path / "results", "--duration", "2", "--connect-timeout", "3", "--tracer", "bpftrace"
+        )
         out, err = proc.communicate(timeout=90)
     finally:
         listener.kill()
@@ -108,11 +111,22 @@ def test_each_broken_host_fails_alone_and_says_why(fault_fleet: LabFleet, tmp_pa
     assert wait_until_clean(fleet, list(fleet.hosts), deadline_s=5) < 5
 
 
+def test_a_tracer_that_cannot_start_hands_over_and_says_why(fault_fleet: LabFleet, tmp_path: Path) -> None:
+    broken = fault_fleet.host("h03")
+    inventory = fault_fleet.write_inventory(tmp_path / "hosts.yaml", hosts=[broken])
+    out, err = collect(fault_fleet, inventory, tmp_path / "results", "--duration", "1").communicate(timeout=60)
+    (host,) = hosts_of(out).values()
+    assert host["status"] == "ok", host
+    assert host["probe"] != "bpftrace:kfree_skb"
+    assert any("did not start" in note and "Too many open files" in note for note in host["notes"]), host["notes"]
+    assert fault_fleet.leftovers([broken]) == {"processes": [], "temp_files": []}
+
+
 def test_sshd_killed_mid_window(fault_fleet: LabFleet, tmp_path: Path) -> None:
     fleet = fault_fleet
     keep, victim = fleet.host("h04"), fleet.host("h05")
     inventory = fleet.write_inventory(tmp_path / "hosts.yaml", hosts=[keep, victim])
-    proc = collect(fleet, inventory, tmp_path / "results", "--duration", "8")
+    proc = collect(fleet, inventory, tmp_path / "results", "--duration", "5")
     try:
         wait_for_windows(2, {keep.netns_inode, victim.netns_inode}, proc)
         killed = fleet.kill_sshd(victim)
@@ -171,7 +185,7 @@ def test_a_probe_that_never_ends_is_killed_by_the_host_itself(fault_fleet: LabFl
     assert fleet.leftovers([hung]) == {"processes": [], "temp_files": []}
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_mid_window_ends_every_window_early_with_partial_results(
     fault_fleet: LabFleet, tmp_path: Path, sig: signal.Signals
 ) -> None:

@@ -17,12 +17,23 @@ from typing import Any
 from tests.lab import sshd
 from tests.lab.counters import parse_tcpext
 from tests.lab.cpu_accounting import CpuAccount
-from tests.lab.host_setup import HostSetup, prepare_host_files, sshd_config_lines, sshd_wrapper
+from tests.lab.host_setup import (
+    HostSetup,
+    prepare_host_files,
+    sshd_config_lines,
+    sshd_wrapper,
+)
 from tests.lab.inventory import HostVars, render_inventory
 from tests.lab.requirements import program
 from tests.lab.runs import NETNS_CONFIG_ROOT, PREFIX, make_workdir, new_run_id
 from tests.lab.subnet import allocation_lock, choose_free_subnet
-from tests.lab.teardown import NETNS_RUN_DIR, cleanup_stale, destroy_run, pids_in_netns, stop_processes
+from tests.lab.teardown import (
+    NETNS_RUN_DIR,
+    cleanup_stale,
+    destroy_run,
+    pids_in_netns,
+    stop_processes,
+)
 
 __all__ = ["HostSetup", "LabFleet", "LabHost", "cleanup_stale"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import stat
 import threading
@@ -17,8 +16,17 @@ from fleetdiag.model import HostSpec
 from fleetdiag.transport import LocalTransport, SshOptions, SshTransport
 from fleetdiag.transport.base import SESSION_ARGS
 from fleetdiag.transport.channel import SudoPrompt
-from fleetdiag.transport.host_keys import HostKeyChecking, KnownHosts, host_key_checking_of
-from fleetdiag.transport.ssh_args import JumpHost, SshArgsError, expand_proxy_command, parse_ssh_args
+from fleetdiag.transport.host_keys import (
+    HostKeyChecking,
+    KnownHosts,
+    host_key_checking_of,
+)
+from fleetdiag.transport.ssh_args import (
+    JumpHost,
+    SshArgsError,
+    expand_proxy_command,
+    parse_ssh_args,
+)
 from fleetdiag.window_gate import WindowGate
 
 
