@@ -78,6 +78,7 @@ class LabFleet:
         self.ready_timeout = ready_timeout
         self.setups = dict(setups or {})  # host name -> how it differs (faults, sudo user...)
         self.private_tmp = private_tmp  # each host's sessions get TMPDIR=<workdir>/<host>/tmp
+        self._helpers: set[int] = set()  # pids of test helpers in the hosts (not leftovers)
         self.run_id = new_run_id()
         # All sshds (and so every session and probe) in one cpuacct cgroup: host-side CPU.
         self.cpu = CpuAccount(f"{PREFIX}-{self.run_id}") if cpu_accounting else None
@@ -191,11 +192,20 @@ class LabFleet:
             f"s.bind(({host.address!r},{port}));s.listen(64);print('ready',flush=True);time.sleep(3600)"
         )
         process = self.popen(host, [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        self._helpers.add(process.pid)
         assert process.stdout is not None
         if process.stdout.readline().strip() != "ready":
             process.kill()
             raise RuntimeError(f"silent listener on {host.name}:{port} did not start")
         return process
+
+    def _is_helper(self, pid: int) -> bool:
+        """Whether PID is one of the lab's own helpers (a silent listener, under `ip netns exec`)."""
+        try:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+        return pid in self._helpers or parent in self._helpers
 
     def tmp_dir(self, host: LabHost) -> Path:
         """The host's private TMPDIR (``private_tmp=True``): where its probes' temp dirs go."""
@@ -210,7 +220,7 @@ class LabFleet:
                 comm = Path(f"/proc/{pid}/comm").read_text().strip()
             except OSError:
                 continue
-            if comm not in ("sshd", "python3", "python"):  # the hosts' own daemons, test listeners
+            if comm != "sshd" and not self._is_helper(pid):  # the hosts' own daemons, test listeners
                 processes.append(f"{pid} {comm}")
         files = []
         if self.private_tmp:

@@ -94,7 +94,7 @@ def test_proxy_command_tokens() -> None:
 # --- the remote command line -------------------------------------------------------------
 
 
-def argv_of(transport: SshTransport, script: str = "echo hi", password: str | None = None) -> list[str]:
+def argv_of(transport: SshTransport, script: str = "echo hi") -> list[str]:
     command, _prompt = transport.command_line(script)
     return shlex.split(command)
 
