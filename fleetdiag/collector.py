@@ -49,9 +49,12 @@ class Detection:
     verdicts: dict[str, tracers.Verdict]
 
 
-def detect(transport: Transport, wanted: str = "auto") -> Detection:
+def detect(transport: Transport, wanted: str = "auto", examine_all: bool = False) -> Detection:
     """Learn the host's facts in one round trip and choose its tracer."""
-    result = transport.run(detection_script(), timeout=DETECTION_TIMEOUT_S)
+    # Choosing automatically, the host may stop at the first fit; forced tracers and
+    # `check` need every fact.
+    first_fit = wanted == "auto" and not examine_all
+    result = transport.run(detection_script(first_fit=first_fit), timeout=DETECTION_TIMEOUT_S)
     _raise_for_sudo(result)
     facts = parse_facts(result.stdout)
     if facts.kernel is None:
@@ -140,7 +143,7 @@ def _probe_started(result: CommandResult) -> bool:
 def check_host(spec: HostSpec, transport: Transport, wanted: str = "auto") -> HostCheck:
     """Detection only (``fleetdiag check``): the host's kernel, every tracer's verdict, the probe collect would run."""
     try:
-        detection = detect(transport, wanted)
+        detection = detect(transport, wanted, examine_all=True)
     except UnreachableError as exc:
         return HostCheck(spec.name, spec.address, Status.UNREACHABLE, error=str(exc))
     except HostError as exc:

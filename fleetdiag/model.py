@@ -172,6 +172,9 @@ class HostFacts:
     bpftrace_version: str | None = None
     kfree_skb_fields: tuple[str, ...] = ()
     drop_reasons: Mapping[int, str] = field(default_factory=frozen_map)
+    # False when detection stopped at the first fit (collect --tracer auto): the facts only
+    # bcc and systemtap need were not gathered, because bpftrace's best tier already fits.
+    examined_all: bool = True
     # Added for the probe library (issue 3); every field defaults to "not found".
     os_id: str | None = None  # os-release ID: rhel, centos, debian, ubuntu...
     sudo: str | None = None  # "root", "passwordless" (sudo -n works) or "password"

@@ -3,6 +3,9 @@
 # Compiling takes seconds to minutes; the window opens only when staprun has loaded the module.
 # points.txt lists each probe point and the variable it must offer ($sk).
 set -u
+# stap's cache (default ~/.systemtap) goes into this temp dir, removed with it after the window.
+SYSTEMTAP_DIR="$PWD/systemtap-cache"
+export SYSTEMTAP_DIR
 while read -r var point; do
   [ -n "$point" ] || continue
   if ! stap -L "$point" 2>/dev/null | grep -qF "\$$var:"; then

@@ -31,12 +31,26 @@ from fleetdiag.facts.tracing import (
 from fleetdiag.model import HostFacts
 from fleetdiag.sections import section_header, split_sections
 
-FACTS: tuple[Fact, ...] = (
-    KERNEL, OS_RELEASE, UID, SUDO, NETNS,
-    TRACEFS, BTF, BPFTRACE, KFREE_SKB_FORMAT,
-    MODULES, LOCKDOWN, SECURE_BOOT, KALLSYMS, TCP_ADD_BACKLOG_BTF, FENTRY, KERNEL_HEADERS, DEBUGINFO,
-    BACKLOGDROP_SOURCE, SYSTEMTAP, BCC, TOOLS,
+# Cheap facts every tracer choice reads (a few ms in all).
+CORE_FACTS: tuple[Fact, ...] = (
+    KERNEL, OS_RELEASE, UID, SUDO, NETNS, TRACEFS, BTF, BPFTRACE, KFREE_SKB_FORMAT, TOOLS,
 )  # fmt: skip
+# Facts only the older tiers (bcc, systemtap, kprobe/kfunc bpftrace) need; together they cost
+# ~100-250 ms of host CPU (kallsyms scan, BTF dump, stap -V, python imports).
+DEEP_FACTS: tuple[Fact, ...] = (
+    MODULES, LOCKDOWN, SECURE_BOOT, KALLSYMS, TCP_ADD_BACKLOG_BTF, FENTRY, KERNEL_HEADERS, DEBUGINFO,
+    BACKLOGDROP_SOURCE, SYSTEMTAP, BCC,
+)  # fmt: skip
+FACTS: tuple[Fact, ...] = CORE_FACTS + DEEP_FACTS
+
+# bpftrace's best tier fits: root, BTF, bpftrace, a kfree_skb with rx_sk naming SOCKET_BACKLOG.
+# Then the deep facts cannot change the choice, and first-fit detection skips them.
+_FIRST_FIT_GUARD = """fd_fit=""
+if [ "$(id -u)" = 0 ] && [ -r /sys/kernel/btf/vmlinux ] && command -v bpftrace >/dev/null &&
+  [ -n "$fd_tracefs" ] && grep -q 'rx_sk;' "$fd_tracefs/events/skb/kfree_skb/format" &&
+  grep -q '"SOCKET_BACKLOG"' "$fd_tracefs/events/skb/kfree_skb/format"; then
+  fd_fit=1
+fi"""
 
 # Several facts read tracefs. Find it once; if nobody mounted it and we are root, mount it
 # for the length of detection only, so the host is left as it was found.
@@ -54,12 +68,26 @@ fi
 trap '[ -n "$fd_mounted" ] && umount /sys/kernel/tracing' EXIT"""
 
 
-def detection_script() -> str:
-    """One POSIX shell script that prints every fact in its own section."""
-    parts = [_PRELUDE]
-    for fact in FACTS:
-        # A subshell per fact: one failing command never hides the others.
-        parts += [section_header(fact.name), f"( {fact.command.strip()}\n)"]
+def _fact_lines(facts: tuple[Fact, ...]) -> list[str]:
+    # A subshell per fact: one failing command never hides the others.
+    lines = []
+    for fact in facts:
+        lines += [section_header(fact.name), f"( {fact.command.strip()}\n)"]
+    return lines
+
+
+def detection_script(first_fit: bool = False) -> str:
+    """One POSIX shell script that prints every fact in its own section.
+
+    With ``first_fit`` (collect choosing automatically), the host skips the deep facts
+    when bpftrace's best tier fits, and says so in an ``examined`` section.
+    """
+    parts = [_PRELUDE, *_fact_lines(CORE_FACTS)]
+    if not first_fit:
+        parts += _fact_lines(DEEP_FACTS)
+        return "\n".join(parts) + "\n"
+    parts += [_FIRST_FIT_GUARD, 'if [ -z "$fd_fit" ]; then', *_fact_lines(DEEP_FACTS), "fi"]
+    parts += [section_header("examined"), 'if [ -n "$fd_fit" ]; then echo first-fit; else echo all; fi']
     return "\n".join(parts) + "\n"
 
 
@@ -99,4 +127,5 @@ def parse_facts(output: str) -> HostFacts:
         bcc_python=bcc.python if bcc else None,
         bcc_version=bcc.version if bcc else None,
         tools=values["tools"] or frozenset(),
+        examined_all=sections.get("examined", "all").strip() != "first-fit",
     )

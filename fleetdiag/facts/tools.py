@@ -13,8 +13,13 @@ BCC_PYTHONS = ("/usr/bin/python3", "python3", "/usr/libexec/platform-python", "/
 OTHER_TOOLS = ("ss", "bpftool", "timeout", "mokutil", "gcc", "make")
 
 # stap -V writes to stderr; staprun alone is enough to run a module compiled elsewhere.
+# stap creates its cache dir ($SYSTEMTAP_DIR, else ~/.systemtap) even for -V: keep it in a
+# temp dir that goes away, so detection leaves nothing behind.
 SYSTEMTAP_COMMAND = """
-command -v stap >/dev/null && stap -V 2>&1 | head -n 1
+if command -v stap >/dev/null; then
+  d=$(mktemp -d) && SYSTEMTAP_DIR="$d" stap -V 2>&1 | head -n 1
+  rm -rf "$d"
+fi
 command -v staprun >/dev/null && echo staprun
 exit 0
 """

@@ -19,9 +19,19 @@ CHOICES = ("auto", *BY_NAME)
 __all__ = ["PREFERENCE", "BY_NAME", "CHOICES", "ProbePlan", "Tracer", "Verdict", "choose", "verdicts"]
 
 
+# Tracers whose verdicts need the deep facts, skipped by first-fit detection.
+_NEED_DEEP_FACTS = frozenset({bcc.name, systemtap.name})
+
+
 def verdicts(facts: HostFacts) -> dict[str, Verdict]:
     """Every tracer's verdict on this host, in preference order."""
-    return {t.name: t.verdict(facts) for t in PREFERENCE}
+    found = {}
+    for tracer in PREFERENCE:
+        if not facts.examined_all and tracer.name in _NEED_DEEP_FACTS:
+            found[tracer.name] = Verdict(False, "not examined: bpftrace fits (fleetdiag check examines every tracer)")
+        else:
+            found[tracer.name] = tracer.verdict(facts)
+    return found
 
 
 def choose(facts: HostFacts, wanted: str = "auto") -> tuple[Tracer | None, dict[str, Verdict]]:

@@ -246,3 +246,34 @@ def test_tcp_add_backlog_signature_from_this_kernels_btf(tmp_path):
     skipped = subprocess.run(["sh", "-c", TCP_ADD_BACKLOG_BTF_COMMAND], env={**os.environ, "fd_tracefs": str(tmp_path)},
                              capture_output=True, text=True, timeout=60)  # fmt: skip
     assert parse_btf_params(skipped.stdout) is None
+
+
+def test_first_fit_detection_skips_deep_facts_where_bpftrace_fits():
+    """Run for real here (root, BTF, bpftrace, kfree_skb with rx_sk): the deep facts are skipped."""
+    from fleetdiag.facts import DEEP_FACTS
+    from fleetdiag.tracers import choose
+
+    script = detection_script(first_fit=True)
+    assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60).stdout
+    full = parse_facts(subprocess.run(["sh", "-c", detection_script()], capture_output=True, text=True, timeout=60).stdout)
+    fits = full.uid == 0 and full.btf and full.bpftrace_version and "rx_sk" in full.kfree_skb_fields
+    facts = parse_facts(out)
+    if not fits:
+        assert facts.examined_all is True  # the guard fell through: every fact was gathered
+        return
+    assert facts.examined_all is False
+    assert not any(f"@@fleetdiag {fact.name}\n" in out for fact in DEEP_FACTS)
+    assert (facts.kernel, facts.netns, facts.drop_reasons) == (full.kernel, full.netns, full.drop_reasons)
+    tracer, verdicts = choose(facts)
+    assert tracer.name == "bpftrace"
+    assert verdicts["bcc"].reason.startswith("not examined")
+    assert verdicts["stap"].reason.startswith("not examined")
+    assert verdicts["counters"].usable
+
+
+def test_first_fit_falls_through_without_rx_sk():
+    """A host whose kfree_skb lacks rx_sk gets every fact even in first-fit mode (stand-in tracefs)."""
+    script = detection_script(first_fit=True).replace('grep -q \'rx_sk;\'', "grep -q 'no-such-field;'")
+    facts = parse_facts(subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60).stdout)
+    assert facts.examined_all is True
