@@ -49,11 +49,15 @@ class Detection:
     verdicts: dict[str, tracers.Verdict]
 
 
+# Choices the deep facts cannot change on a host where bpftrace's rx_sk tier fits.
+_FIRST_FIT_CHOICES = frozenset({"auto", "bpftrace", "counters"})
+
+
 def detect(transport: Transport, wanted: str = "auto", examine_all: bool = False) -> Detection:
     """Learn the host's facts in one round trip and choose its tracer."""
-    # Choosing automatically, the host may stop at the first fit; forced tracers and
-    # `check` need every fact.
-    first_fit = wanted == "auto" and not examine_all
+    # The host may stop at the first fit unless bcc or stap is forced, or `check` asks
+    # for every tracer's verdict.
+    first_fit = wanted in _FIRST_FIT_CHOICES and not examine_all
     result = transport.run(detection_script(first_fit=first_fit), timeout=DETECTION_TIMEOUT_S)
     _raise_for_sudo(result)
     facts = parse_facts(result.stdout)
