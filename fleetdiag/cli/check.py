@@ -11,12 +11,7 @@ from tabulate import tabulate
 
 from fleetdiag import tracers
 from fleetdiag.cli.environment import Environment
-from fleetdiag.cli.options import (
-    exit_usage,
-    host_options,
-    select_inventory_hosts,
-    ssh_options,
-)
+from fleetdiag.cli.options import HostArgs, exit_usage, host_options
 from fleetdiag.errors import FleetdiagError
 from fleetdiag.exit_status import check_exit_status
 from fleetdiag.model import HostCheck, Window
@@ -68,31 +63,23 @@ def check_table(checks: Sequence[HostCheck]) -> str:
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True, help="table for people, json for scripts.")
 @click.option("--tracer", type=click.Choice(tracers.CHOICES), default="auto", show_default=True, help="Check that this probe backend can run.")
 def check(
-    inventory: str | None,
-    limit: str | None,
-    forks: int,
-    user: str | None,
-    private_key: str | None,
-    become: bool,
-    connect_timeout: float,
-    host_key_checking: str,
-    known_hosts: tuple[str, ...],
+    hosts: HostArgs,
     output: str,
     tracer: str,
 ) -> None:
     """Contact every host, run no probe, and show per host the kernel, each tracer's verdict and the probe collect would run."""
     env = Environment()
     try:
-        hosts = select_inventory_hosts(env, inventory, limit, become)
+        chosen = hosts.select(env)
     except FleetdiagError as exc:
         exit_usage(env, exc)
     options = SweepOptions(
         window=Window(duration_s=0),  # nothing is watched
-        forks=forks,
+        forks=hosts.forks,
         tracer=tracer,
-        ssh=ssh_options(user, private_key, connect_timeout, host_key_checking, known_hosts),
+        ssh=hosts.ssh(),
     )
-    checks = run_checks(hosts, options)
+    checks = run_checks(chosen, options)
     if output == "json":
         env.stdout.write(json.dumps(check_document(checks), indent=2) + "\n")
     else:

@@ -13,12 +13,7 @@ import click
 
 from fleetdiag import tracers
 from fleetdiag.cli.environment import Environment
-from fleetdiag.cli.options import (
-    exit_usage,
-    host_options,
-    select_inventory_hosts,
-    ssh_options,
-)
+from fleetdiag.cli.options import HostArgs, exit_usage, host_options
 from fleetdiag.cli.progress import SweepProgress
 from fleetdiag.errors import FleetdiagError
 from fleetdiag.exit_status import ExitStatus, sweep_exit_status
@@ -85,15 +80,7 @@ class JsonlStream:
 @click.option("--keep", type=click.IntRange(1), help="Keep only the N newest sweeps in the results dir.")
 @click.option("--fail-on-drops", type=click.IntRange(1), metavar="N", help="Exit 5 when the collected hosts dropped N or more segments in the window.")
 def collect(
-    inventory: str | None,
-    limit: str | None,
-    forks: int,
-    user: str | None,
-    private_key: str | None,
-    become: bool,
-    connect_timeout: float,
-    host_key_checking: str,
-    known_hosts: tuple[str, ...],
+    hosts: HostArgs,
     duration: int,
     port: int | None,
     output: str,
@@ -113,7 +100,7 @@ def collect(
     """
     env = Environment()
     try:
-        hosts = select_inventory_hosts(env, inventory, limit, become)
+        chosen = hosts.select(env)
         store = ResultsStore.open(results_dir)
     except FleetdiagError as exc:
         exit_usage(env, exc)
@@ -125,12 +112,12 @@ def collect(
         sys.exit(int(ExitStatus.LOCKED))
     options = SweepOptions(
         window=Window(duration_s=duration, port=port, follow=follow),
-        forks=forks,
+        forks=hosts.forks,
         tracer=tracer,
-        ssh=ssh_options(user, private_key, connect_timeout, host_key_checking, known_hosts),
+        ssh=hosts.ssh(),
     )
     try:
-        sweep = _run(env, hosts, options, output)
+        sweep = _run(env, chosen, options, output)
         _save(env, store, sweep, keep)
         if output == "jsonl":
             env.stdout.write(jsonl.line(jsonl.sweep_record(sweep)))  # the hosts' records are out already

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import click
@@ -23,17 +24,6 @@ from fleetdiag.transport.ssh import DEFAULT_KNOWN_HOSTS
 
 # Where -K and the environment put the become password; never logged, never saved.
 BECOME_PASSWORD_ENV = "FLEETDIAG_BECOME_PASSWORD"
-_META = "fleetdiag.connection"  # click context meta: options that reach ssh_options() directly
-
-
-def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
-    """A callback keeping an option out of the command's arguments, for ssh_options() to read."""
-
-    def store(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
-        ctx.meta.setdefault(_META, {})[name] = value
-        return value
-
-    return store
 
 
 def _check_user(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -47,7 +37,7 @@ def _check_ssh_args(ctx: click.Context, param: click.Parameter, value: str | Non
     problem = ssh_args_problem(value) if value is not None else None
     if problem:
         raise click.BadParameter(problem)
-    return _remember("ssh_common_args")(ctx, param, value)
+    return value
 
 
 _HOST_OPTIONS = [
@@ -58,7 +48,7 @@ _HOST_OPTIONS = [
     click.option("--private-key", type=click.Path(dir_okay=False), help="SSH key where the inventory sets none."),
     click.option("-b", "--become", is_flag=True, help="Use sudo on every host (root is needed to trace)."),
     click.option(
-        "-K", "--ask-become-pass", is_flag=True, expose_value=False, callback=_remember("ask_become_pass"),
+        "-K", "--ask-become-pass", is_flag=True,
         help=f"Prompt for the sudo password (or set {BECOME_PASSWORD_ENV}); without either, sudo -n.",
     ),
     click.option("--connect-timeout", type=click.FloatRange(0.5, 600), default=10.0, show_default=True, help="Seconds to connect and authenticate."),
@@ -71,17 +61,59 @@ _HOST_OPTIONS = [
     ),
     click.option("--known-hosts", multiple=True, type=click.Path(dir_okay=False), help=f"known_hosts file(s) [default: {', '.join(DEFAULT_KNOWN_HOSTS)}]."),
     click.option(
-        "--ssh-common-args", expose_value=False, callback=_check_ssh_args,
+        "--ssh-common-args", callback=_check_ssh_args,
         help="Like ansible_ssh_common_args, for hosts whose inventory sets none (e.g. '-J ops@bastion').",
     ),
 ]  # fmt: skip
 
 
+@dataclass(frozen=True)
+class HostArgs:
+    """The inventory and connection options of one command line, as one value."""
+
+    inventory: str | None
+    limit: str | None
+    forks: int
+    user: str | None
+    private_key: str | None
+    become: bool
+    ask_become_pass: bool
+    connect_timeout: float
+    host_key_checking: str | None
+    known_hosts: tuple[str, ...]
+    ssh_common_args: str | None
+
+    def select(self, env: Environment) -> list[HostSpec]:
+        """The hosts to contact: the inventory's (after --limit), or this machine without one."""
+        return select_inventory_hosts(env, self.inventory, self.limit, self.become)
+
+    def ssh(self) -> SshOptions:
+        """SSH settings shared by every host of a run (asks for the become password if -K was given)."""
+        return SshOptions(
+            connect_timeout=self.connect_timeout,
+            host_key_checking=HostKeyChecking(self.host_key_checking) if self.host_key_checking else None,
+            known_hosts=self.known_hosts or DEFAULT_KNOWN_HOSTS,
+            default_user=self.user,
+            default_private_key=self.private_key,
+            become_password=_become_password(self.ask_become_pass),
+            default_ssh_common_args=self.ssh_common_args,
+        )
+
+
+_HOST_ARG_NAMES = tuple(HostArgs.__dataclass_fields__)
+
+
 def host_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the inventory and connection options (Ansible's names where Ansible has one)."""
+    """Add the inventory and connection options (Ansible's names); the command gets them as ``hosts: HostArgs``."""
+
+    @functools.wraps(command)
+    def with_host_args(**kwargs: Any) -> Any:
+        args = HostArgs(**{name: kwargs.pop(name) for name in _HOST_ARG_NAMES})
+        return command(hosts=args, **kwargs)
+
     for option in reversed(_HOST_OPTIONS):
-        command = option(command)
-    return command
+        with_host_args = option(with_host_args)
+    return with_host_args
 
 
 def select_inventory_hosts(env: Environment, inventory: str | None, limit: str | None, become: bool) -> list[HostSpec]:
@@ -96,31 +128,6 @@ def select_inventory_hosts(env: Environment, inventory: str | None, limit: str |
             click.echo(f"fleetdiag: warning: {warning}", file=env.stderr)
         chosen = list(select_hosts(loaded, limit))
     return [replace(h, become=True) for h in chosen] if become else chosen
-
-
-def ssh_options(
-    user: str | None,
-    private_key: str | None,
-    connect_timeout: float,
-    host_key_checking: str | None,
-    known_hosts: tuple[str, ...],
-) -> SshOptions:
-    """SSH settings shared by every host of a run (asks for the become password if -K was given)."""
-    remembered = _remembered()
-    return SshOptions(
-        connect_timeout=connect_timeout,
-        host_key_checking=HostKeyChecking(host_key_checking) if host_key_checking else None,
-        known_hosts=known_hosts or DEFAULT_KNOWN_HOSTS,
-        default_user=user,
-        default_private_key=private_key,
-        become_password=_become_password(bool(remembered.get("ask_become_pass"))),
-        default_ssh_common_args=remembered.get("ssh_common_args"),
-    )
-
-
-def _remembered() -> dict[str, Any]:
-    ctx = click.get_current_context(silent=True)
-    return ctx.meta.get(_META, {}) if ctx is not None else {}
 
 
 def _become_password(ask: bool) -> str | None:

@@ -33,6 +33,12 @@ def require_guest() -> None:
     pytest.skip(reason)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Guest tests last: the emulated guest takes both cores while it runs, so no other test
+    should run beside it (it boots at the first guest test and stops when the session ends)."""
+    items.sort(key=lambda item: item.get_closest_marker("guest") is not None)  # stable: order kept within
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Tests marked `guest` skip or fail up front when the machine cannot run the guest."""
     if item.get_closest_marker("guest"):
