@@ -7,6 +7,7 @@ kernel drops them and counts TCPBacklogDrop. Drops = segments sent - the few tha
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import subprocess
 import time
@@ -52,11 +53,13 @@ class GuestBacklogRun:
 
 def delay_module(vm: GuestVM) -> StapModule:
     """The delay module for the guest's kernel, compiled on the controller (cached) and copied in once."""
-    module = compile_module(vm._image, DELAY_SCRIPT, DELAY_MODULE, ("-g", "-DSTP_NO_OVERLOAD"))
-    present = vm.ssh(f"test -s {GUEST_MODULE_PATH} && cmp -s {GUEST_MODULE_PATH} - ", input=module.path.read_bytes(),
-                     text=False)  # fmt: skip
-    if present.returncode != 0:
-        vm.put(module.path.read_bytes(), GUEST_MODULE_PATH)
+    if vm.image is None:
+        raise RuntimeError("the guest is not started")
+    module = compile_module(vm.image, DELAY_SCRIPT, DELAY_MODULE, ("-g", "-DSTP_NO_OVERLOAD"))
+    data = module.path.read_bytes()
+    present = vm.ssh(f"sha256sum {GUEST_MODULE_PATH} 2>/dev/null").stdout.split()[:1]
+    if present != [hashlib.sha256(data).hexdigest()]:
+        vm.put(data, GUEST_MODULE_PATH)
     return module
 
 

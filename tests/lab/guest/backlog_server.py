@@ -1,4 +1,4 @@
-"""Runs INSIDE the guest (python3 backlog_server.py PORT DELAY_MS MODULE.ko): the receiving end of the backlog-drop generator.
+"""Runs INSIDE the guest (python3 backlog_server.py PORT DELAY_MS MODULE.ko): the generator's receiving end.
 
 Loads the delay module, listens, accepts one connection, sends one byte so the controller knows
 recv() is next, then recv() is held in the kernel (socket owned by the user) while the controller

@@ -84,7 +84,8 @@ class GuestImage:
 
 def missing_build_requirements() -> list[str]:
     """What stops an image build here; empty when it can run."""
-    missing = [f"`{name}` (apt-get install debootstrap e2fsprogs)" for name in _BUILD_PROGRAMS if not find_program(name)]
+    absent = [name for name in _BUILD_PROGRAMS if not find_program(name)]
+    missing = [f"`{name}` (apt-get install debootstrap e2fsprogs util-linux)" for name in absent]
     if os.geteuid() != 0:
         missing.append("root (debootstrap and chroot)")
     return missing

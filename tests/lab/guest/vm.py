@@ -199,13 +199,14 @@ class GuestVM:
         _ip(["tuntap", "add", "dev", self.tap, "mode", "tap"])
         _ip(["link", "set", self.tap, "master", self.fleet.bridge, "up"])
         started = time.monotonic()
-        self._qemu = subprocess.Popen(
-            self._qemu_argv(str(subnet.netmask)),
-            stdin=subprocess.DEVNULL,
-            stdout=open(self._dir / "qemu.out", "w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a Ctrl-C in pytest must not kill qemu before close() does
-        )
+        with open(self._dir / "qemu.out", "w") as qemu_out:
+            self._qemu = subprocess.Popen(
+                self._qemu_argv(str(subnet.netmask)),
+                stdin=subprocess.DEVNULL,
+                stdout=qemu_out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C in pytest must not kill qemu before close() does
+            )
         self._wait_for_ssh(started)
         self.boot_seconds = time.monotonic() - started
         self._authorize_fleet_key()
