@@ -37,6 +37,8 @@ DETECTION_TIMEOUT_S = 30
 # Beyond the host's own deadline, how long the controller waits for the output to arrive.
 TRANSFER_MARGIN_S = 15
 # Lines tracers print that are noise, not errors (bpftrace on memcg-accounted kernels).
+# `timeout`'s exit status when it had to end the command.
+_TIMEOUT_EXPIRED = 124
 _BENIGN_STDERR = ("RLIMIT_MEMLOCK",)
 
 
@@ -195,7 +197,11 @@ def window_result(
         parse_netstat(sections.get("counters_after", "")),
     )
     notes = []
-    if rc not in (0, None):
+    if rc == _TIMEOUT_EXPIRED and start is not None and end is not None:
+        # The probe was slow to attach (e.g. a compile on a slow host), so the host's own limit
+        # (window + attach allowance) ended it before its timer: the results stand, the window is shorter.
+        notes.append(f"{tracer.name} was slow to attach and the host's time limit ended it: it watched {end - start:.1f} s")
+    elif rc not in (0, None):
         notes.append(f"{tracer.name} exited with code {rc}: {_tracer_error(probe_err) or 'no message'}")
     if report.flows_truncated:
         notes.append("some drops are counted per reason only: no flow or the flow map was full")

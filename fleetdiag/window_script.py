@@ -32,13 +32,17 @@ def remote_deadline_s(duration_s: int, plan: ProbePlan | None = None) -> int:
 
 
 def _prepare_block(plan: ProbePlan) -> str:
-    # A compile step (systemtap) bounded by its own timeout; its last error lines become the host's error.
+    # A compile step (systemtap) bounded by its own timeout. The host's error is the first
+    # lines that say what went wrong ("semantic error: ...", "does not build"), else the last
+    # lines: a compiler's last words ("Pass 2: analysis failed") rarely say why.
     if not plan.prepare:
         return ":"
     return (
         f'if ! timeout -s INT -k {PREPARE_KILL_S} {int(plan.prepare_timeout_s)} {plan.prepare} '
         '>"$d/prepare_out" 2>"$d/prepare_err" </dev/null; then\n'
-        '  fail "probe preparation failed: $(grep -v \'^Tip: \' "$d/prepare_err" | tail -n 3 | tr \'\\n\' \' \')"\n'
+        '  why=$(grep -v \'^Tip: \' "$d/prepare_err" | grep -i -m 2 -E \'error|does not build|finds no\' | tr \'\\n\' \' \')\n'
+        '  [ -n "$why" ] || why=$(grep -v \'^Tip: \' "$d/prepare_err" | tail -n 3 | tr \'\\n\' \' \')\n'
+        '  fail "probe preparation failed: $why"\n'
         "fi"
     )
 

@@ -14,10 +14,11 @@ while read -r var point; do
   fi
 done <points.txt
 if ! stap -p4 -m fleetdiag_backlog -DMAXMAPENTRIES=@@MAXMAPENTRIES@@ -DMAXSTRINGLEN=64 probe.stp 2>stap.err; then
-  grep -v '^Tip: ' stap.err >&2
   # A known break: stable kernels changed task_work_cancel under systemtap 4.8's runtime.
+  # Said first, so it is the sentence the host's error shows.
   if grep -q task_work_cancel stap.err; then
     echo "systemtap's runtime does not build for $(uname -r) (task_work_cancel changed): update systemtap" >&2
   fi
+  grep -v '^Tip: ' stap.err >&2
   exit 1
 fi

@@ -87,3 +87,41 @@ def test_recorded_real_backlog_drops_on_a_lab_host():
     # The generator set SO_RCVBUF by hand, so SOCK_RCVBUF_LOCK (2) is set (6 = it + BINDADDR_LOCK).
     assert flow.userlocks & 2
     assert flow.queue_max >= flow.rmem_alloc_max
+
+
+def test_a_failed_compile_reports_why_not_just_the_last_words():
+    """A prepare step failing like stap 4.8 does: the host's error carries the semantic error line."""
+    from fleetdiag.model import frozen_map
+    from fleetdiag.tracers.base import ProbePlan
+
+    stap_err = (
+        "Pass 1: parsed\\nsemantic error: type mismatch (unknown): keyword return at probe.stp:39:5\\n"
+        "        source:     return\\n                    ^\\n\\nPass 2: analysis failed.  [man error::pass2]\\n"
+        "Tip: /usr/share/doc/systemtap/README.Debian should help you get started."
+    )
+    plan = ProbePlan(
+        tracer="stap",
+        probe="stap:test",
+        files=frozen_map({"prep.sh": f"printf '{stap_err}\\\\n' >&2; exit 1"}),
+        prepare="sh prep.sh",
+        prepare_timeout_s=10,
+        command="sh -c 'echo @@attached; sleep 1'",
+    )
+    done = subprocess.run(["sh", "-c", build_window_script(plan, 1)], capture_output=True, text=True, timeout=30)
+    assert done.stdout.startswith("@@fleetdiag error\n")
+    assert "semantic error: type mismatch (unknown): keyword return" in done.stdout
+    assert "Tip:" not in done.stdout
+
+
+def test_a_probe_ended_by_the_hosts_time_limit_keeps_its_results(facts_6_18):
+    """exit 124 is `timeout` ending a slow-attaching probe: results stand, the note says how long it watched."""
+    stdout = fixture_text("window/bpftrace-no-socket.stdout.txt")
+    head, _, tail = stdout.partition("@@fleetdiag window\n")
+    first, _, rest = tail.partition("\n")
+    start, end, _rc = first.split()
+    stdout = f"{head}@@fleetdiag window\n{start} {end} 124\n{rest}"
+    result = window_result(SPEC, facts_6_18, bpftrace, "bpftrace:kfree_skb", CommandResult(stdout, "", 0))
+    assert result.status is Status.OK
+    assert dict(result.drops) == {"NO_SOCKET": 6}
+    (note,) = result.notes
+    assert note.startswith("bpftrace was slow to attach and the host's time limit ended it: it watched 3.3 s")
