@@ -143,4 +143,5 @@ def test_a_known_runtime_break_is_named(tmp_path):
     done = subprocess.run(["sh", "prepare.sh"], cwd=tmp_path, capture_output=True, text=True,
                           env={"PATH": f"{fake.parent}:/usr/bin:/bin"})  # fmt: skip
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1].endswith("(task_work_cancel changed): update systemtap")
+    # Said first: the window script shows the first lines that say what went wrong.
+    assert done.stderr.strip().splitlines()[0].endswith("(task_work_cancel changed): update systemtap")
