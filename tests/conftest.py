@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.lab.fleet import LabFleet, LabHost, cleanup_stale
-from tests.lab.requirements import find_program, missing_lab_requirements, running_in_ci
+from tests.lab.requirements import find_program, missing_lab_requirements, skip_or_fail
 
 # The qemu guest with Debian's 6.1 kernel: `lab_guest` fixture and the `guest` marker's checks.
 pytest_plugins = ("tests.lab.guest.fixtures",)
@@ -31,13 +31,7 @@ class LabRoles:
 
 def require_lab() -> None:
     """Skip (or, under CI=true, fail) naming exactly what the lab is missing."""
-    missing = missing_lab_requirements()
-    if not missing:
-        return
-    reason = "lab tests need " + "; ".join(missing)
-    if running_in_ci():
-        pytest.fail(f"{reason} (CI=true, so this is an error, not a skip)", pytrace=False)
-    pytest.skip(reason)
+    skip_or_fail("lab", missing_lab_requirements())
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -18,7 +18,7 @@ from fleetdiag.model import (
 )
 
 __all__ = [
-    "ProbePlan", "Tracer", "Verdict", "fill_template", "insert_blocks", "privilege_problem", "probe_text",
+    "ProbePlan", "Tracer", "Verdict", "bpf_access_problem", "fill_template", "insert_blocks", "privilege_problem", "probe_text",
 ]  # fmt: skip
 
 _PLACEHOLDER = re.compile(r"@@[A-Z_]+@@")
@@ -93,6 +93,16 @@ def privilege_problem(facts: HostFacts) -> str | None:
     if facts.sudo == "passwordless":
         return "not root, but passwordless sudo works: add -b/--become or ansible_become"
     return "not root (log in as root, or set ansible_become with passwordless sudo)"
+
+
+def bpf_access_problem(facts: HostFacts) -> str | None:
+    """Why a BPF tracer (bpftrace, bcc) may not read kernel memory here, or None."""
+    problem = privilege_problem(facts)
+    if problem:
+        return problem
+    if facts.lockdown == "confidentiality":
+        return "kernel lockdown=confidentiality forbids BPF reading kernel memory"
+    return None
 
 
 def at_least(facts: HostFacts, major: int, minor: int) -> bool:

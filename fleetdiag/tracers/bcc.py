@@ -24,7 +24,7 @@ from fleetdiag.tracers.base import (
     fill_template,
     kfree_skb_missing,
     kfree_skb_tier,
-    privilege_problem,
+    bpf_access_problem,
     probe_text,
 )
 from fleetdiag.tracers.bpftrace import (
@@ -66,11 +66,9 @@ def verdict(facts: HostFacts) -> Verdict:
     """Usable with bcc's bindings, root, kernel headers and a tier that fits the kernel."""
     if facts.bcc_python is None:
         return Verdict(False, "bcc (its python bindings) is not installed")
-    problem = privilege_problem(facts)
+    problem = bpf_access_problem(facts)
     if problem:
         return Verdict(False, problem)
-    if facts.lockdown == "confidentiality":
-        return Verdict(False, "kernel lockdown=confidentiality forbids BPF reading kernel memory")
     if facts.kernel_headers is None:
         return Verdict(
             False,

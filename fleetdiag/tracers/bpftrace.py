@@ -31,7 +31,7 @@ from fleetdiag.tracers.base import (
     insert_blocks,
     kfree_skb_missing,
     kfree_skb_tier,
-    privilege_problem,
+    bpf_access_problem,
     probe_text,
 )
 
@@ -96,11 +96,9 @@ def verdict(facts: HostFacts) -> Verdict:
     """Usable when bpftrace, root, struct layouts (BTF or headers) and one tier fit the host."""
     if facts.bpftrace_version is None:
         return Verdict(False, "bpftrace is not installed")
-    problem = privilege_problem(facts)
+    problem = bpf_access_problem(facts)
     if problem:
         return Verdict(False, problem)
-    if facts.lockdown == "confidentiality":
-        return Verdict(False, "kernel lockdown=confidentiality forbids BPF reading kernel memory")
     if not facts.btf and facts.kernel_headers != "build":
         return Verdict(False, f"no BTF for {facts.kernel} (/sys/kernel/btf/vmlinux) and no kernel headers")
     chosen = tier(facts)

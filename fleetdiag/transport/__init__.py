@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fleetdiag.model import HostSpec
 from fleetdiag.transport.base import CommandResult, Transport
 from fleetdiag.transport.host_keys import HostKeyChecking
@@ -22,7 +24,8 @@ __all__ = [
 def open_transport(spec: HostSpec, ssh: SshOptions) -> Transport:
     """The transport for a host, connected (SSH errors raise UnreachableError)."""
     if spec.is_local:
-        return LocalTransport(become=spec.become and spec.become_user == "root" and _not_root())
+        # Already root locally: sudo would only add a way to fail.
+        return LocalTransport(become=spec.become and spec.become_user == "root" and os.geteuid() != 0)
     transport = SshTransport(spec, ssh)
     try:
         transport.open()
@@ -31,8 +34,3 @@ def open_transport(spec: HostSpec, ssh: SshOptions) -> Transport:
         raise
     return transport
 
-
-def _not_root() -> bool:
-    import os
-
-    return os.geteuid() != 0

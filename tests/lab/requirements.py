@@ -40,3 +40,15 @@ def missing_lab_requirements() -> list[str]:
 def running_in_ci() -> bool:
     """CI=true (GitHub, GitLab and most others set it): missing lab pieces must fail, not skip."""
     return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def skip_or_fail(kind: str, missing: list[str]) -> None:
+    """Skip a test naming exactly what is missing; under CI=true, fail instead (CI must run it)."""
+    if not missing:
+        return
+    import pytest  # only the pytest side of the lab needs it
+
+    reason = f"{kind} tests need " + "; ".join(missing)
+    if running_in_ci():
+        pytest.fail(f"{reason} (CI=true, so this is an error, not a skip)", pytrace=False)
+    pytest.skip(reason)

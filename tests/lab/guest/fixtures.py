@@ -14,7 +14,7 @@ import pytest
 from tests.lab.fleet import LabFleet
 from tests.lab.guest.image import GuestImage, ensure_image, missing_build_requirements
 from tests.lab.guest.vm import GuestVM, missing_guest_requirements
-from tests.lab.requirements import missing_lab_requirements, running_in_ci
+from tests.lab.requirements import missing_lab_requirements, skip_or_fail
 
 
 def missing_for_guest() -> list[str]:
@@ -24,13 +24,7 @@ def missing_for_guest() -> list[str]:
 
 def require_guest() -> None:
     """Skip (or, under CI=true, fail) naming exactly what the guest is missing."""
-    missing = missing_for_guest()
-    if not missing:
-        return
-    reason = "guest tests need " + "; ".join(missing)
-    if running_in_ci():
-        pytest.fail(f"{reason} (CI=true, so this is an error, not a skip)", pytrace=False)
-    pytest.skip(reason)
+    skip_or_fail("guest", missing_for_guest())
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
