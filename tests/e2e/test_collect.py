@@ -77,6 +77,20 @@ def wait_for_windows(
     return ready
 
 
+def assert_traced_or_flagged(traced: int, counted: int, flagged_missed: int | None) -> None:
+    """Traced drops equal the kernel's counter, or the few the probe missed are reported exactly.
+
+    The kernel skips a tracing program that is already running on that CPU (a drop in
+    softirq arriving while the program handles another): LAB.md saw it, and one run in
+    a few here misses one of ~20 drops. fleetdiag must then say so (reconciliation and an
+    untraced_drops verdict), never hide it; a large gap would be a probe bug, not a skip.
+    """
+    assert traced <= counted
+    if traced < counted:
+        assert flagged_missed == counted - traced, "a miss must be reported, with its size"
+        assert counted - traced <= max(2, counted // 10), f"traced {traced} of {counted}: far too many missed"
+
+
 def collect_during_backlog_drops(fleet: LabFleet, inventory: Path, roles) -> tuple[dict, int, int, str, set[Path]]:
     """Run collect while real backlog drops happen inside its window; retry when the kernel made none."""
     for _attempt in range(3):
@@ -122,7 +136,10 @@ def test_collect_finds_real_backlog_drops_across_the_fleet(lab_fleet, lab_roles,
         assert flow["queue_max"] >= max(flow["backlog_len_max"], flow["rmem_alloc_max"])
         assert flow["backlog_limit"] > 0
     traced = sum(f["drops"] for f in backlog_flows)
-    assert traced == receiver["counters"]["TCPBacklogDrop"]
+    (backlog_reconciled,) = [r for r in receiver["reconciliation"] if r["reason"] == "SOCKET_BACKLOG"]
+    assert (backlog_reconciled["traced"], backlog_reconciled["counted"]) == (traced, generated)
+    flagged = [v for v in receiver["verdicts"] if v["code"] == "untraced_drops"]
+    assert_traced_or_flagged(traced, generated, backlog_reconciled["missed"] if flagged else None)
     assert receiver["drops"]["SOCKET_BACKLOG"] == traced
 
     for quiet in ("h02", "h03"):
