@@ -22,14 +22,17 @@ from fleetdiag.model import (
     HostFacts,
     HostResult,
     HostSpec,
+    ModuleOrigin,
     Status,
     Window,
     frozen_map,
 )
+from fleetdiag.module_builds import ModuleBuilds, ModuleUnavailable
 from fleetdiag.sections import split_sections
+from fleetdiag.tracers import systemtap
 from fleetdiag.tracers.base import ProbePlan, Tracer
-from fleetdiag.transport.base import CommandResult, Transport
-from fleetdiag.window_script import build_window_script, remote_deadline_s
+from fleetdiag.transport.base import ASK_MARKER, CommandResult, Transport, reply
+from fleetdiag.window_script import build_window_script, detect_then_window_script, remote_deadline_s
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +62,105 @@ def detect(transport: Transport, wanted: str = "auto", examine_all: bool = False
     """Learn the host's facts in one round trip and choose its tracer."""
     # The host may stop at the first fit unless bcc or stap is forced, or `check` asks
     # for every tracer's verdict.
-    first_fit = wanted in _FIRST_FIT_CHOICES and not examine_all
-    result = transport.run(detection_script(first_fit=first_fit), timeout=DETECTION_TIMEOUT_S)
+    result = transport.run(_detection_script(wanted, examine_all), timeout=DETECTION_TIMEOUT_S)
     _raise_for_sudo(result)
+    return _detection_from(result, wanted)
+
+
+def _detection_script(wanted: str, examine_all: bool = False) -> str:
+    first_fit = wanted in _FIRST_FIT_CHOICES and not examine_all
+    return detection_script(first_fit=first_fit, counters_only=wanted == "counters" and not examine_all)
+
+
+def _detection_from(result: CommandResult, wanted: str) -> Detection:
+    """Facts from the detection script's output, and the tracer chosen from them."""
     facts = parse_facts(result.stdout)
     if facts.kernel is None:
         detail = _last_line(result.stderr) or f"exit code {result.exit_code}"
         raise RemoteCommandError(f"detection printed no kernel release ({detail})")
     tracer, verdicts = tracers.choose(facts, wanted)
     return Detection(facts, tracer, verdicts)
+
+
+@dataclass
+class _FirstTrip:
+    """Detection, and the first window when it ran in the same round trip (``plan`` and ``result``)."""
+
+    detection: Detection
+    plan: ProbePlan | None = None
+    result: CommandResult | None = None  # the window's part of the output
+
+
+class _WindowOffer:
+    """Answers the detection script's question with the window script, all in one round trip.
+
+    Runs in the host's worker thread while its session waits: choose the tracer from the facts,
+    pass the sweep's window gate, plan, reply. An empty reply ends the host's script instead:
+    no tracer fits, a stop came, or the tracer needs a round trip of its own first (systemtap's
+    module build). Never raises: a failure is kept for the collector to raise after the run.
+    """
+
+    def __init__(self, spec: HostSpec, window: Window, wanted: str, before_window: Callable[[], None] | None,
+                 on_live: LiveCallback | None) -> None:  # fmt: skip
+        self.spec, self.window, self.wanted = spec, window, wanted
+        self.before_window, self.on_live = before_window, on_live
+        self.detection: Detection | None = None
+        self.plan: ProbePlan | None = None
+        self.error: Exception | None = None
+        self._live: Callable[[str], None] | None = None
+
+    def answer(self, stdout: str) -> tuple[bytes, float]:
+        no_window = (reply(b""), float(TRANSFER_MARGIN_S))
+        try:
+            detected = stdout.split(ASK_MARKER + "\n", 1)[0]
+            self.detection = _detection_from(CommandResult(detected, "", 0), self.wanted)
+            tracer, facts = self.detection.tracer, self.detection.facts
+            if tracer is None or tracer is systemtap:
+                return no_window
+            if self.before_window is not None:
+                self.before_window()
+            self.plan = tracer.plan(facts, self.window)
+            if self.window.follow and self.on_live is not None:
+                self._live = LiveDecoder(self.spec.name, tracer, facts, self.on_live).feed
+            script = build_window_script(self.plan, self.window.duration_s, follow=self.window.follow)
+            return reply(script.encode()), float(remote_deadline_s(self.window.duration_s, self.plan) + TRANSFER_MARGIN_S)
+        except Exception as exc:  # raised by the collector once the run is over
+            self.plan = None
+            self.error = exc
+            return no_window
+
+    def on_line(self, line: str) -> None:
+        """--follow: the window's live lines, once it runs."""
+        if self._live is not None:
+            self._live(line)
+
+
+def _first_trip(
+    spec: HostSpec,
+    transport: Transport,
+    window: Window,
+    wanted: str,
+    before_window: Callable[[], None] | None,
+    on_live: LiveCallback | None,
+) -> _FirstTrip:
+    """Detection, and where the transport can answer mid-run, the first window in the same session."""
+    if not getattr(transport, "can_answer", False):
+        return _FirstTrip(detect(transport, wanted))
+    offer = _WindowOffer(spec, window, wanted, before_window, on_live)
+    result = transport.run(
+        detect_then_window_script(_detection_script(wanted)),
+        timeout=DETECTION_TIMEOUT_S,
+        on_line=offer.on_line if window.follow and on_live is not None else None,
+        answer=offer.answer,
+    )
+    _raise_for_sudo(result)
+    if offer.error is not None:
+        raise offer.error
+    detection = offer.detection or _detection_from(result, wanted)  # it ended before asking
+    if offer.plan is None:
+        return _FirstTrip(detection)
+    _, window_part = result.stdout.split(ASK_MARKER + "\n", 1)
+    return _FirstTrip(detection, offer.plan, CommandResult(window_part, result.stderr, result.exit_code))
 
 
 def collect_host(
@@ -77,8 +170,12 @@ def collect_host(
     wanted: str = "auto",
     before_window: Callable[[], None] | None = None,
     on_live: LiveCallback | None = None,
+    modules: ModuleBuilds | None = None,
 ) -> HostResult:
     """Run detection and one probe window on a host; always returns a HostResult.
+
+    ``modules`` (a sweep's) builds each systemtap module once per kernel release and ships it;
+    without it a systemtap host compiles its own in its window (the self-contained collector).
 
     ``before_window`` runs between detection and the window (the sweep holds every host
     there until all are ready, so they watch the same seconds); a HostError it raises
@@ -88,8 +185,11 @@ def collect_host(
     facts: HostFacts | None = None
     probe: str | None = None
     try:
-        detection = detect(transport, wanted)
+        trip = _first_trip(spec, transport, window, wanted, before_window, on_live)
+        detection = trip.detection
         facts = detection.facts
+        if modules is not None and detection.tracer is systemtap:
+            modules.announce(spec.name, facts)
         if detection.tracer is None:
             return replace(
                 _failed(spec, facts, None, _no_tracer_sentence(wanted, detection)),
@@ -100,21 +200,24 @@ def collect_host(
         candidates = [detection.tracer, *(_fallbacks(detection) if wanted == "auto" else [])]
         failures: list[str] = []
         for tracer in candidates:
-            if before_window is not None:
-                before_window()  # the gate is open after the first time; a stop request still ends here
-            plan = tracer.plan(facts, window)
+            origin: ModuleOrigin | None = None
+            if trip.plan is not None and trip.result is not None and tracer is detection.tracer:
+                plan, result = trip.plan, trip.result  # it ran in the detection's round trip
+            else:
+                if before_window is not None:
+                    before_window()  # the gate is open after the first time; a stop request still ends here
+                try:
+                    plan, origin = _plan(spec, tracer, facts, window, transport, modules)
+                except ModuleUnavailable as exc:
+                    if tracer is candidates[-1]:
+                        return _with_fallback_notes(_failed(spec, facts, detection.verdicts[tracer.name].probe, str(exc)), failures)
+                    failures.append(f"{detection.verdicts[tracer.name].probe}: {exc}")
+                    continue
+                result = _run_window(spec, transport, tracer, facts, plan, window, on_live)
             probe = plan.probe
-            log.debug("%s: running %s for %s s", spec.name, plan.probe, window.duration_s)
-            streaming = {}
-            if window.follow and on_live is not None:
-                streaming["on_line"] = LiveDecoder(spec.name, tracer, facts, on_live).feed
-            result = transport.run(
-                build_window_script(plan, window.duration_s, follow=window.follow),
-                timeout=remote_deadline_s(window.duration_s, plan) + TRANSFER_MARGIN_S,
-                **streaming,
-            )
-            _raise_for_sudo(result)
             host = window_result(spec, facts, tracer, plan.probe, result, plan=plan, verdicts=detection.verdicts)
+            if origin is not None:  # where this host's systemtap module came from, for people and for JSON
+                host = replace(host, module=origin, notes=(*host.notes, origin.sentence()))
             if host.status is Status.OK or _probe_started(result) or tracer is candidates[-1]:
                 return _with_fallback_notes(host, failures)
             failures.append(f"{plan.probe}: {host.error}")
@@ -123,6 +226,52 @@ def collect_host(
         return HostResult(spec.name, spec.address, Status.UNREACHABLE, error=str(exc))
     except HostError as exc:
         return _failed(spec, facts, probe, str(exc))
+    finally:
+        if modules is not None:
+            modules.withdraw(spec.name)  # nobody may wait for a build from a host that is done
+
+
+def _run_window(
+    spec: HostSpec,
+    transport: Transport,
+    tracer: Tracer,
+    facts: HostFacts,
+    plan: ProbePlan,
+    window: Window,
+    on_live: LiveCallback | None,
+) -> CommandResult:
+    """The window script for PLAN, in a round trip of its own."""
+    log.debug("%s: running %s for %s s", spec.name, plan.probe, window.duration_s)
+    streaming = {}
+    if window.follow and on_live is not None:
+        streaming["on_line"] = LiveDecoder(spec.name, tracer, facts, on_live).feed
+    result = transport.run(
+        build_window_script(plan, window.duration_s, follow=window.follow),
+        timeout=remote_deadline_s(window.duration_s, plan) + TRANSFER_MARGIN_S,
+        **streaming,
+    )
+    _raise_for_sudo(result)
+    return result
+
+
+def _plan(
+    spec: HostSpec,
+    tracer: Tracer,
+    facts: HostFacts,
+    window: Window,
+    transport: Transport,
+    modules: ModuleBuilds | None,
+) -> tuple[ProbePlan, ModuleOrigin | None]:
+    """The tracer's plan for this host; for systemtap, with the module and where it came from."""
+    if tracer is not systemtap:
+        return tracer.plan(facts, window), None
+    if modules is not None:
+        module, origin = modules.module_for(spec.name, facts, transport)
+        return systemtap.plan(facts, window, module), origin
+    problem = systemtap.build_problem(facts)
+    if problem is not None:
+        raise ModuleUnavailable(f"this host cannot compile a systemtap module ({problem}) and none was shipped to it")
+    return systemtap.plan(facts, window), ModuleOrigin("compiled here", spec.name)
 
 
 def _fallbacks(detection: Detection) -> list[Tracer]:

@@ -44,6 +44,7 @@ def host_document(host: HostResult, port: int | None = None) -> dict[str, Any]:
         "window_end": host.window_end,
         "notes": list(host.notes),
         "fidelity": getattr(fidelity, "value", fidelity),
+        "module": _module_document(getattr(host, "module", None)),
         "tracers": {
             name: {"usable": v.usable, "reason": v.reason, "probe": getattr(v, "probe", None)}
             for name, v in tracers.items()
@@ -51,6 +52,14 @@ def host_document(host: HostResult, port: int | None = None) -> dict[str, Any]:
         "reconciliation": [item.as_dict() for item in reconcile(host, port)],
         "verdicts": [v.as_dict() for v in host_verdicts(host, port)],
     }
+
+
+def _module_document(origin: model.ModuleOrigin | None) -> dict[str, Any] | None:
+    """systemtap hosts: where the module came from (``how``: compiled here, built here, shipped, cache)."""
+    if origin is None:
+        return None
+    return {"how": origin.how, "built_on": origin.built_on, "sha256": origin.sha256,
+            "build_seconds": origin.build_seconds, "sentence": origin.sentence()}  # fmt: skip
 
 
 def flow_document(host: HostResult, flow: FlowDrop) -> dict[str, Any]:
@@ -124,6 +133,14 @@ class _FlowIn(_In):
     userlocks: int | None = None
 
 
+class _ModuleIn(_In):
+    how: str
+    built_on: str | None = None
+    sha256: str | None = None
+    build_seconds: float | None = None
+    sentence: str | None = None  # derived, not read back
+
+
 class _HostIn(_In):
     name: str
     address: str
@@ -138,6 +155,7 @@ class _HostIn(_In):
     window_end: float | None = None
     notes: list[str] = []
     fidelity: str | None = None
+    module: _ModuleIn | None = None
     tracers: dict[str, _TracerIn] = {}
 
 
@@ -183,6 +201,8 @@ def _host(doc: _HostIn, flows: tuple[FlowDrop, ...]) -> HostResult:
     tracer_type = getattr(model, "Verdict", None)
     if doc.tracers and tracer_type is not None:
         extra["tracers"] = frozen_map({name: tracer_type(**t.model_dump()) for name, t in doc.tracers.items()})
+    if doc.module is not None:
+        extra["module"] = model.ModuleOrigin(**doc.module.model_dump(exclude={"sentence"}))
     return HostResult(
         name=doc.name,
         address=doc.address,

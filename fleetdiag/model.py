@@ -6,7 +6,9 @@ output); inside, these are the only shapes passed around.
 
 from __future__ import annotations
 
+import base64
 import enum
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -132,6 +134,50 @@ class HostResult:
     notes: tuple[str, ...] = ()
     fidelity: Fidelity | None = None
     tracers: Mapping[str, Verdict] = field(default_factory=frozen_map)  # every tracer's verdict
+    module: ModuleOrigin | None = None  # systemtap only: where its module came from
+
+
+@dataclass(frozen=True)
+class StapModule:
+    """A systemtap module built once for a kernel release, to ship to every host running it."""
+
+    gzip_data: bytes  # the .ko, gzipped
+    kernel: str  # the release it was built for (`uname -r`)
+    tier: str  # which probe it holds, e.g. tcp_add_backlog_statement
+    built_on: str  # the host that compiled it
+    build_seconds: float
+    built_at: str = ""  # ISO time, for modules read from the controller's cache
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.gzip_data).hexdigest()
+
+    def encoded(self) -> str:
+        """The gzipped module in base64, wrapped at 76 columns like base64(1)."""
+        text = base64.b64encode(self.gzip_data).decode()
+        return "\n".join(text[i : i + 76] for i in range(0, len(text), 76))
+
+
+@dataclass(frozen=True)
+class ModuleOrigin:
+    """Where a host's systemtap module came from: compiled in its own window, built for the
+    release on a host of this run (itself or another), or the controller's cache."""
+
+    how: str  # "compiled here", "built here", "shipped", "cache"
+    built_on: str | None = None
+    sha256: str | None = None
+    build_seconds: float | None = None
+
+    def sentence(self) -> str:
+        """E.g. "module built on g01 in 212 s and shipped"."""
+        if self.how == "compiled here":
+            return "module compiled on this host in its window"
+        took = f" in {self.build_seconds:.0f} s" if self.build_seconds else ""
+        if self.how == "built here":
+            return f"module built on this host{took} for every host of its kernel release"
+        if self.how == "shipped":
+            return f"module built on {self.built_on}{took} and shipped (compiled once per kernel release)"
+        return f"module from the controller's cache (built on {self.built_on})"
 
 
 @dataclass(frozen=True)
@@ -174,7 +220,7 @@ class HostFacts:
     drop_reasons: Mapping[int, str] = field(default_factory=frozen_map)
     # False when detection stopped at the first fit (collect --tracer auto): the facts only
     # bcc and systemtap need were not gathered, because bpftrace's best tier already fits.
-    examined_all: bool = True
+    examined: str = "all"  # "all"; "first-fit" (bpftrace's best tier fit, deep facts skipped); "counters"
     # Added for the probe library (issue 3); every field defaults to "not found".
     os_id: str | None = None  # os-release ID: rhel, centos, debian, ubuntu...
     sudo: str | None = None  # "root", "passwordless" (sudo -n works) or "password"
@@ -194,6 +240,11 @@ class HostFacts:
     bcc_python: str | None = None  # interpreter that imports bcc
     bcc_version: str | None = None
     tools: frozenset[str] = frozenset()  # ss, bpftool, timeout...
+
+    @property
+    def examined_all(self) -> bool:
+        """Every fact was gathered (``fleetdiag check``, or first-fit fell through)."""
+        return self.examined == "all"
 
     @property
     def kprobes(self) -> bool:

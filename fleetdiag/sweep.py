@@ -14,11 +14,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from pathlib import Path
 
 from fleetdiag.collector import DETECTION_TIMEOUT_S, check_host, collect_host
 from fleetdiag.errors import HostError, UnreachableError
 from fleetdiag.interrupt import StopRequest
 from fleetdiag.live import LiveCallback
+from fleetdiag.module_builds import ModuleBuilds, ModuleCache, default_cache_dir
 from fleetdiag.model import HostCheck, HostResult, HostSpec, Status, Sweep, Window
 from fleetdiag.transport import SshOptions, Transport, open_transport
 from fleetdiag.window_gate import WindowGate
@@ -49,6 +51,7 @@ class SweepOptions:
     gate_timeout_s: float | None = None  # longest a batch waits for its slowest host; None: derived
     stop_grace_s: float = STOP_GRACE_S
     live: LiveCallback | None = None  # --follow: each host's drops once a second, from worker threads
+    module_cache: Path | None = None  # where systemtap modules are kept between runs; None: the default
 
     def gate_timeout(self) -> float:
         """Connect, authenticate and detect on a slow host, at most."""
@@ -76,6 +79,7 @@ def collect_one(
     gate: WindowGate | None = None,
     stop: StopRequest | None = None,
     run: _HostRun | None = None,
+    modules: ModuleBuilds | None = None,
 ) -> HostResult:
     """Connect to one host and collect; never raises for that host's failures."""
     notify = progress or (lambda *_: None)
@@ -95,7 +99,7 @@ def collect_one(
         if stop.requested.is_set():
             result = _interrupted(spec, stop, "before connecting")
         else:
-            result = _connect_and_collect(spec, options, run, before_window, notify)
+            result = _connect_and_collect(spec, options, run, before_window, notify, modules)
     except Exception as exc:  # a bug on one host must not cost the others their results
         log.debug("unexpected error on %s", spec.name, exc_info=True)
         result = HostResult(spec.name, spec.address, Status.FAILED, error=f"internal error: {exc!r}")
@@ -112,6 +116,7 @@ def _connect_and_collect(
     run: _HostRun,
     before_window: Callable[[], None],
     notify: Callable[[str, str, HostResult | None], None],
+    modules: ModuleBuilds | None = None,
 ) -> HostResult:
     notify(spec.name, "connecting", None)
     try:
@@ -121,8 +126,9 @@ def _connect_and_collect(
     try:
         notify(spec.name, "collecting", None)
         return collect_host(
-            spec, run.transport, options.window, options.tracer, before_window=before_window, on_live=options.live
-        )
+            spec, run.transport, options.window, options.tracer,
+            before_window=before_window, on_live=options.live, modules=modules,
+        )  # fmt: skip
     except Exception as exc:  # a bug on one host must not cost the others their results
         log.debug("unexpected error on %s", spec.name, exc_info=True)
         return HostResult(spec.name, spec.address, Status.FAILED, error=f"internal error: {exc!r}")
@@ -141,10 +147,12 @@ def run_sweep(
     stop = stop or StopRequest()
     runs = [_HostRun(spec) for spec in hosts]
     forks = max(1, options.forks)
+    # One systemtap build per kernel release for the whole sweep, kept for the next one.
+    modules = ModuleBuilds(ModuleCache(options.module_cache or default_cache_dir()))
     for first in range(0, len(runs), forks):
         if stop.requested.is_set():
             break
-        _run_batch(runs[first : first + forks], options, progress, stop)
+        _run_batch(runs[first : first + forks], options, progress, stop, modules)
     results = tuple(_final_result(run, stop) for run in runs)
     return Sweep(
         started_at=started,
@@ -155,7 +163,11 @@ def run_sweep(
 
 
 def _run_batch(
-    batch: list[_HostRun], options: SweepOptions, progress: ProgressCallback | None, stop: StopRequest
+    batch: list[_HostRun],
+    options: SweepOptions,
+    progress: ProgressCallback | None,
+    stop: StopRequest,
+    modules: ModuleBuilds | None = None,
 ) -> None:
     """Run one batch to the end, or until a stop request and its grace period are over."""
     gate = WindowGate(len(batch), options.gate_timeout()) if options.align_windows else None
@@ -171,7 +183,7 @@ def _run_batch(
         nonlocal finished
         go.wait()
         try:
-            run.result = collect_one(run.spec, options, progress, gate, stop, run)
+            run.result = collect_one(run.spec, options, progress, gate, stop, run, modules)
         finally:
             with lock:
                 finished += 1

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-import secrets
 import shlex
 
-from fleetdiag.tracers.base import ProbePlan, probe_text
+from fleetdiag.tracers.base import ProbePlan, heredoc, probe_text
+from fleetdiag.transport.base import ASK_MARKER
 
 # Longest a probe may take to attach before the host's own `timeout` gives up on it.
 ATTACH_ALLOWANCE_S = 10
@@ -14,7 +14,6 @@ ATTACH_ALLOWANCE_S = 10
 CLEANUP_GRACE_S = 5
 # How long a prepare step gets after its timeout's INT before it is killed.
 PREPARE_KILL_S = 5
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _SAFE_ENV = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
 
@@ -47,14 +46,6 @@ def _prepare_block(plan: ProbePlan) -> str:
     )
 
 
-def _heredoc(filename: str, content: str) -> str:
-    if not _SAFE_NAME.match(filename):
-        raise ValueError(f"unsafe probe file name {filename!r}")
-    delimiter = f"FLEETDIAG_EOF_{secrets.token_hex(8)}"
-    # A quoted delimiter: the shell expands nothing inside the probe text.
-    return f"cat > {filename} <<'{delimiter}'\n{content.rstrip()}\n{delimiter}"
-
-
 def build_window_script(plan: ProbePlan, duration_s: int, follow: bool = False) -> str:
     """Fill the run script with the plan's files, environment and command.
 
@@ -66,7 +57,7 @@ def build_window_script(plan: ProbePlan, duration_s: int, follow: bool = False) 
     for key in plan.env:
         if not _SAFE_ENV.match(key):
             raise ValueError(f"unsafe environment name {key!r}")
-    files = "\n".join(_heredoc(name, text) for name, text in plan.files.items()) or ":"
+    files = "\n".join(heredoc(name, text) for name, text in plan.files.items()) or ":"
     env = " ".join(f"{key}={shlex.quote(value)}" for key, value in plan.env.items())
     script = probe_text("run_window.sh")
     return (
@@ -76,4 +67,23 @@ def build_window_script(plan: ProbePlan, duration_s: int, follow: bool = False) 
         .replace("@@PREPARE@@", _prepare_block(plan))
         .replace("@@LIFETIME@@", str(probe_lifetime_s(duration_s, plan.attach_allowance_s)))
         .replace("@@COMMAND@@", plan.command)
+    )
+
+
+def detect_then_window_script(detection: str) -> str:
+    """Detection and the window in one round trip: the facts, then one question (ASK_MARKER).
+
+    The controller chooses the tracer from the facts, waits at the sweep's window gate, and
+    replies with the window script (``build_window_script``), which runs in this same shell
+    and session. An empty reply (no tracer fits, a stop, a tracer that needs another round
+    trip first) ends the script having done nothing else.
+    """
+    return (
+        f"(\n{detection.rstrip()}\n)\n"
+        f"echo '{ASK_MARKER}'\n"
+        "IFS= read -r fd_length || exit 0\n"
+        "case $fd_length in ''|0|*[!0-9]*) exit 0 ;; esac\n"
+        # head -c reads exactly the reply; stdin stays the session's, for the stop-on-EOF watcher.
+        'fd_window=$(head -c "$fd_length"; echo x)\n'
+        'eval "${fd_window%x}"\n'
     )

@@ -76,12 +76,21 @@ def _fact_lines(facts: tuple[Fact, ...]) -> list[str]:
     return lines
 
 
-def detection_script(first_fit: bool = False) -> str:
+# `--tracer counters` reads only these: no tracer's tools are probed (bpftrace --version alone
+# costs ~18 ms of host CPU, half of first-fit detection; a sweep pays it on every host).
+COUNTERS_FACTS: tuple[Fact, ...] = (KERNEL, OS_RELEASE, UID, SUDO, NETNS, TOOLS)
+
+
+def detection_script(first_fit: bool = False, counters_only: bool = False) -> str:
     """One POSIX shell script that prints every fact in its own section.
 
     With ``first_fit`` (collect choosing automatically), the host skips the deep facts
-    when bpftrace's best tier fits, and says so in an ``examined`` section.
+    when bpftrace's best tier fits, and says so in an ``examined`` section. With
+    ``counters_only`` (``--tracer counters``) it gathers only what that tier reads.
     """
+    if counters_only:
+        parts = [*_fact_lines(COUNTERS_FACTS), section_header("examined"), "echo counters"]
+        return "\n".join(parts) + "\n"
     parts = [_PRELUDE, *_fact_lines(CORE_FACTS)]
     if not first_fit:
         parts += _fact_lines(DEEP_FACTS)
@@ -127,5 +136,5 @@ def parse_facts(output: str) -> HostFacts:
         bcc_python=bcc.python if bcc else None,
         bcc_version=bcc.version if bcc else None,
         tools=values["tools"] or frozenset(),
-        examined_all=sections.get("examined", "all").strip() != "first-fit",
+        examined=sections.get("examined", "all").strip() or "all",
     )

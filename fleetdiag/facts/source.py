@@ -2,8 +2,11 @@
 
 Kernels before 4.9 (RHEL 7's 3.10) inline ``sk_add_backlog`` into ``tcp_v4_rcv``: the only
 place to probe a backlog drop is the source line that bumps LINUX_MIB_TCPBACKLOGDROP.
-That line differs between builds, so it is read from the source tree that
-kernel-debuginfo-common installs for exactly this release, never hard-coded.
+That line differs between builds, so it is read from the host's source of exactly this
+kernel, never hard-coded: the tree kernel-debuginfo-common installs (RHEL, named by release), or
+Debian's and Ubuntu's linux-source unpacked under /usr/src, used only when its Makefile's version
+is the running kernel's (``uname -rv`` or Ubuntu's /proc/version_signature names it). On 4.9+ the
+line sits in ``tcp_add_backlog``.
 """
 
 from __future__ import annotations
@@ -24,9 +27,17 @@ MIB = "LINUX_MIB_TCPBACKLOGDROP"
 BACKLOGDROP_SOURCE_COMMAND = (
     """
 r=$(uname -r)
+running=" $r $(uname -v) $(cat /proc/version_signature 2>/dev/null) "
 src=${FLEETDIAG_SOURCE_ROOT:-/usr/src/debug}
-for dir in "$src"/*/linux-"$r" "$src"/linux-"$r"; do
+unpacked=${FLEETDIAG_SOURCE_ROOT:-/usr/src}
+for dir in "$src"/*/linux-"$r" "$src"/linux-"$r" "$unpacked"/linux-source-*; do
   [ -f "$dir/net/ipv4/tcp_ipv4.c" ] || continue
+  case $dir in
+  */linux-source-*)
+    v=$(awk '$2 == "=" && $1 == "VERSION" {a = $3} $1 == "PATCHLEVEL" {b = $3} $1 == "SUBLEVEL" {c = $3}
+      END {if (a != "") print a "." b "." c}' "$dir/Makefile" 2>/dev/null)
+    case $running in *[!0-9.]"$v"[!0-9.]*) [ -n "$v" ] || continue ;; *) continue ;; esac ;;
+  esac
   echo "source $dir"
   for f in """
     + " ".join(SOURCE_FILES)

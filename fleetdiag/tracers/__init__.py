@@ -27,7 +27,9 @@ def verdicts(facts: HostFacts) -> dict[str, Verdict]:
     """Every tracer's verdict on this host, in preference order."""
     found = {}
     for tracer in PREFERENCE:
-        if not facts.examined_all and tracer.name in _NEED_DEEP_FACTS:
+        if facts.examined == "counters" and tracer is not counters:
+            found[tracer.name] = Verdict(False, "not examined: --tracer counters (fleetdiag check examines every tracer)")
+        elif facts.examined == "first-fit" and tracer.name in _NEED_DEEP_FACTS:
             found[tracer.name] = Verdict(False, "not examined: bpftrace fits (fleetdiag check examines every tracer)")
         else:
             found[tracer.name] = tracer.verdict(facts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Mapping, Protocol
@@ -18,10 +19,11 @@ from fleetdiag.model import (
 )
 
 __all__ = [
-    "ProbePlan", "Tracer", "Verdict", "bpf_access_problem", "fill_template", "insert_blocks", "privilege_problem", "probe_text",
+    "ProbePlan", "Tracer", "Verdict", "bpf_access_problem", "fill_template", "heredoc", "insert_blocks", "privilege_problem", "probe_text",
 ]  # fmt: skip
 
 _PLACEHOLDER = re.compile(r"@@[A-Z_]+@@")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 # Seconds a probe may take to attach after it starts (bpftrace parses and loads in ~1-3 s).
 DEFAULT_ATTACH_S = 10
 
@@ -63,6 +65,15 @@ class Tracer(Protocol):
 def probe_text(filename: str) -> str:
     """The text of a probe script shipped in the package (``probes/`` in the source tree)."""
     return resources.files("fleetdiag.probes").joinpath(filename).read_text(encoding="utf-8")
+
+
+def heredoc(filename: str, content: str) -> str:
+    """Shell that writes CONTENT to FILENAME in the current dir, expanding nothing inside it."""
+    if not _SAFE_NAME.match(filename):
+        raise ValueError(f"unsafe probe file name {filename!r}")
+    delimiter = f"FLEETDIAG_EOF_{secrets.token_hex(8)}"
+    # A quoted delimiter: the shell expands nothing inside the probe text.
+    return f"cat > {filename} <<'{delimiter}'\n{content.rstrip()}\n{delimiter}"
 
 
 def insert_blocks(template: str, blocks: Mapping[str, str]) -> str:

@@ -1,24 +1,31 @@
 """The systemtap backend: TCPBacklogDrop on kernels BPF cannot trace (RHEL 7's 3.10) and any with debuginfo.
 
-Two tiers, both backlog drops only, each with the flow and the socket's buffers and queue:
+Three tiers, backlog drops only, each with the flow and the socket's buffers and queue:
 
-- ``tcp_v4_rcv_statement`` (3.10-era, ``sk_add_backlog`` inline): a statement probe on the
-  line of tcp_v4_rcv (and tcp_v6_rcv) that bumps LINUX_MIB_TCPBACKLOGDROP. The line comes
-  from the host's own source (kernel-debuginfo-common, a detection fact) and the prepare
-  step checks it with ``stap -L`` before compiling.
-- ``tcp_add_backlog_return`` (4.9+): the return of tcp_add_backlog.
+- ``tcp_add_backlog_statement`` (4.9+) and ``tcp_v4_rcv_statement`` (3.10-era, ``sk_add_backlog``
+  inline): a statement probe on the very line that bumps LINUX_MIB_TCPBACKLOGDROP, so it counts
+  what the counter counts. The line comes from the host's own source (a detection fact) and the
+  build checks it with ``stap -L`` before compiling. This is the origin case's probe.
+- ``tcp_add_backlog_return`` (4.9+, no source on the host): the return of tcp_add_backlog.
 
-The plan keeps compiling and running apart: ``prepare`` checks the probe points and builds
-the module (``stap -p4``), ``command`` loads it (``staprun``). A later version can replace
-the prepare step by a module compiled once per kernel release and shipped to the hosts.
+Compiling and running are apart. A host that can compile (stap, kernel headers, debuginfo) either
+compiles in its own window (``plan`` with no module: the self-contained collector) or builds once
+for every host of its kernel release (``build_script``, ``fleetdiag.module_builds``). A module
+built once is shipped in the window script (``plan`` with a module); such hosts need only
+systemtap-runtime. Everything that differs per host (netns, port, duration) is a module
+parameter given to staprun, so one module serves them all.
 """
 
 from __future__ import annotations
 
-from fleetdiag.model import HostFacts, ProbeReport, Verdict, Window, frozen_map
+import base64
+
+from fleetdiag.model import HostFacts, ProbeReport, StapModule, Verdict, Window, frozen_map
+from fleetdiag.sections import split_sections
 from fleetdiag.tracers.base import (
     ProbePlan,
     fill_template,
+    heredoc,
     insert_blocks,
     privilege_problem,
     probe_text,
@@ -32,14 +39,22 @@ MAP_KEYS_MAX = 2048
 # A cold compile takes minutes on a slow host (3 min in an emulated guest).
 PREPARE_TIMEOUT_S = 900
 ATTACH_ALLOWANCE_S = 60
+UNPACK_TIMEOUT_S = 30
+# The probe a host with only systemtap-runtime runs: whichever tier its kernel release's module has.
+PREBUILT_PROBE = "stap:prebuilt"
+
+
+# The functions whose TCPBacklogDrop line a statement probe may sit on, best first.
+_STATEMENT_FUNCTIONS = ("tcp_add_backlog", "tcp_v4_rcv")
 
 
 def tier(facts: HostFacts) -> str | None:
-    """``tcp_add_backlog_return`` (4.9+), ``tcp_v4_rcv_statement`` (source line known), or None."""
+    """The statement probe when the host's source gives the line, else tcp_add_backlog's return, else None."""
+    for function in _STATEMENT_FUNCTIONS:
+        if facts.backlogdrop_lines.get(function):
+            return f"{function}_statement"
     if "tcp_add_backlog" in facts.kernel_symbols:
         return "tcp_add_backlog_return"
-    if facts.backlogdrop_lines.get("tcp_v4_rcv"):
-        return "tcp_v4_rcv_statement"
     return None
 
 
@@ -67,67 +82,119 @@ def _no_tier_reason(facts: HostFacts) -> str:
     return f"no LINUX_MIB_TCPBACKLOGDROP line found in tcp_v4_rcv under {facts.kernel_source}"
 
 
-def verdict(facts: HostFacts) -> Verdict:
-    """Usable with stap, root, loadable unsigned modules, kprobes, kernel-devel, debuginfo and a tier."""
+def build_problem(facts: HostFacts) -> str | None:
+    """Why this host cannot compile the module itself (None: it can, and may build for others)."""
     if facts.stap_version is None:
+        return "systemtap (stap) is not installed"
+    if facts.kernel_headers != "build":
+        return f"no kernel-devel/headers for {facts.kernel} (/lib/modules/{facts.kernel}/build)"
+    if facts.debuginfo is None:
+        return f"no debuginfo for {facts.kernel} (kernel-debuginfo or linux-image-*-dbg)"
+    if tier(facts) is None:
+        return _no_tier_reason(facts)
+    return None
+
+
+def verdict(facts: HostFacts) -> Verdict:
+    """Usable as root where unsigned modules load and kprobes exist: compiling here, or with staprun
+    alone running a module built for this kernel release on another host (or found in the cache)."""
+    if facts.stap_version is None and not facts.staprun:
         return Verdict(False, "systemtap (stap) is not installed")
     problem = privilege_problem(facts) or _module_problem(facts)
     if problem:
         return Verdict(False, problem)
-    if facts.kernel_headers != "build":
-        return Verdict(False, f"no kernel-devel/headers for {facts.kernel} (/lib/modules/{facts.kernel}/build)")
-    if facts.debuginfo is None:
-        return Verdict(False, f"no debuginfo for {facts.kernel} (kernel-debuginfo or linux-image-*-dbg)")
-    chosen = tier(facts)
-    if chosen is None:
-        return Verdict(False, _no_tier_reason(facts))
     if facts.netns is None:
         return Verdict(False, "could not read the host's network namespace")
-    where = "tcp_add_backlog return" if chosen == "tcp_add_backlog_return" else "statement in tcp_v4_rcv"
-    return Verdict(True, f"systemtap {facts.stap_version}, debuginfo, {where}", f"stap:{chosen}")
+    cannot_build = build_problem(facts)
+    if cannot_build is None:
+        chosen = tier(facts)
+        where = "tcp_add_backlog return" if chosen == "tcp_add_backlog_return" else "the TCPBacklogDrop line"
+        return Verdict(True, f"systemtap {facts.stap_version}, debuginfo, {where}", f"stap:{chosen}")
+    if facts.staprun and "tcp_add_backlog" in facts.kernel_symbols | {"tcp_v4_rcv"}:
+        return Verdict(
+            True,
+            f"systemtap-runtime only ({cannot_build}): runs a module built once for {facts.kernel} "
+            "on another host of this run, or found in the controller's cache",
+            PREBUILT_PROBE,
+        )
+    return Verdict(False, cannot_build)
 
 
-def _probes_and_points(facts: HostFacts, chosen: str) -> tuple[str, dict[str, int], list[str]]:
-    """The probe block, its line numbers, and the probe points the prepare step checks."""
+def _probes_and_points(facts: HostFacts, chosen: str) -> tuple[str, list[str]]:
+    """The probe block and the probe points the build checks (each must offer $sk)."""
     if chosen == "tcp_add_backlog_return":
-        return probe_text("stap_return.stp"), {}, ['sk kernel.function("tcp_add_backlog")']
-    lines = {"V4_LINE": facts.backlogdrop_lines["tcp_v4_rcv"][0]}
-    block = probe_text("stap_statement.stp")
-    points = [f'sk kernel.statement("tcp_v4_rcv@net/ipv4/tcp_ipv4.c:{lines["V4_LINE"]}")']
+        return probe_text("stap_return.stp"), ['sk kernel.function("tcp_add_backlog")']
+    function = chosen.removesuffix("_statement")
+    if function not in _STATEMENT_FUNCTIONS:
+        raise ValueError(f"no statement probe for {function!r}")
+    line = facts.backlogdrop_lines[function][0]
+    point = f'kernel.statement("{function}@net/ipv4/tcp_ipv4.c:{line}")'
+    block = insert_blocks(probe_text("stap_statement.stp"), {"POINT": point})
     v6 = facts.backlogdrop_lines.get("tcp_v6_rcv")
-    if v6:
-        lines["V6_LINE"] = v6[0]
-        block += "\n" + probe_text("stap_statement_v6.stp")
-    return block, lines, points
+    if function == "tcp_v4_rcv" and v6:  # 3.10: tcp_v6_rcv inlines its own copy (4.9+ shares tcp_add_backlog)
+        block += "\n" + fill_template(probe_text("stap_statement_v6.stp"), {"V6_LINE": int(v6[0])})
+    return block, [f"sk {point}"]
 
 
-def plan(facts: HostFacts, window: Window) -> ProbePlan:
-    """probe.stp and the points to check; prepare compiles it, the command loads it for the window."""
+def _build_files(facts: HostFacts) -> dict[str, str]:
+    """probe.stp, points.txt and build.sh: everything a host needs to compile the module."""
     chosen = tier(facts)
     if chosen is None:
         raise ValueError(f"no systemtap tier fits this host: {_no_tier_reason(facts)}")
-    block, lines, points = _probes_and_points(facts, chosen)
-    script = fill_template(
-        insert_blocks(probe_text("stap_backlog.stp"), {"PROBES": block}),
-        {
-            "NETNS": int(facts.netns or 0),
-            "PORT": int(window.port or 0),
-            "MAP_KEYS_MAX": MAP_KEYS_MAX,
-            "DURATION": int(window.duration_s),
-            **{key: int(value) for key, value in lines.items()},
-        },
-    )
-    prepare = fill_template(probe_text("stap_prepare.sh"), {"MAXMAPENTRIES": MAP_KEYS_MAX + 64})
+    block, points = _probes_and_points(facts, chosen)
+    script = fill_template(insert_blocks(probe_text("stap_backlog.stp"), {"PROBES": block}), {"MAP_KEYS_MAX": MAP_KEYS_MAX})
+    build = fill_template(probe_text("stap_build.sh"), {"MAXMAPENTRIES": MAP_KEYS_MAX + 64})
+    return {"probe.stp": script, "points.txt": "\n".join(points), "build.sh": build}
+
+
+def module_parameters(facts: HostFacts, window: Window) -> str:
+    """What differs per host and window, as staprun's module parameters (integers only)."""
+    values = {"fd_want_netns": int(facts.netns or 0), "fd_want_port": int(window.port or 0),
+              "fd_duration": int(window.duration_s)}  # fmt: skip
+    return " ".join(f"{key}={value}" for key, value in values.items())
+
+
+def plan(facts: HostFacts, window: Window, module: StapModule | None = None) -> ProbePlan:
+    """Run the module for the window: compiled here first (no MODULE), or MODULE shipped in the script."""
+    # -R: a unique module name, so two runs on one host never collide.
+    command = f"staprun -R {MODULE}.ko {module_parameters(facts, window)}"
+    if module is None:
+        return ProbePlan(
+            tracer=name,
+            probe=f"stap:{tier(facts)}",
+            files=frozen_map(_build_files(facts)),
+            prepare="sh build.sh",
+            prepare_timeout_s=PREPARE_TIMEOUT_S,
+            command=command,
+            attach_allowance_s=ATTACH_ALLOWANCE_S,
+        )
     return ProbePlan(
         tracer=name,
-        probe=f"stap:{chosen}",
-        files=frozen_map({"probe.stp": script, "points.txt": "\n".join(points), "prepare.sh": prepare}),
-        prepare="sh prepare.sh",
-        prepare_timeout_s=PREPARE_TIMEOUT_S,
-        # -R: a unique module name, so two runs on one host never collide.
-        command=f"staprun -R {MODULE}.ko",
+        probe=f"stap:{module.tier}",
+        # base64 and gzip are on every host; the module travels gzipped.
+        files=frozen_map({"module.b64": module.encoded(), "unpack.sh": f"base64 -d module.b64 | gzip -dc > {MODULE}.ko"}),
+        prepare="sh unpack.sh",
+        prepare_timeout_s=UNPACK_TIMEOUT_S,
+        command=command,
         attach_allowance_s=ATTACH_ALLOWANCE_S,
     )
+
+
+def build_script(facts: HostFacts) -> str:
+    """A script that compiles the module in a private temp dir, prints it (gzip, base64) and removes all."""
+    files = _build_files(facts)
+    heredocs = "\n".join(heredoc(filename, text) for filename, text in files.items())
+    return fill_template(insert_blocks(probe_text("stap_build_host.sh"), {"FILES": heredocs}), {"TIMEOUT": PREPARE_TIMEOUT_S})
+
+
+def parse_build(output: str, facts: HostFacts, built_on: str, seconds: float) -> StapModule:
+    """The module a build script printed; raises ValueError with the host's own words when it failed."""
+    sections = split_sections(output)
+    if "module" not in sections:
+        raise ValueError(sections.get("error", "").strip() or "the build printed no module")
+    data = base64.b64decode(sections["module"])
+    return StapModule(gzip_data=data, kernel=facts.kernel or "", tier=tier(facts) or "", built_on=built_on,
+                      build_seconds=seconds)  # fmt: skip
 
 
 def parse(output: str, facts: HostFacts) -> ProbeReport:

@@ -15,6 +15,24 @@ SESSION_ARGS = ("fleetdiag", "stop-on-stdin-eof")
 # Receives stdout line by line while a script runs (from the thread running it).
 LineCallback = Callable[[str], None]
 
+# A script may ask the controller one question mid-run, so detection and the window share one
+# round trip: it prints ASK_MARKER on a line of its own and reads the reply, "LENGTH\nBYTES", on
+# stdin. The Answer gets stdout so far and returns the reply (``reply(...)``) and the seconds the
+# rest of the script may take; it may block (the sweep's window gate) and must not raise.
+ASK_MARKER = "@@fleetdiag ask"
+Answer = Callable[[str], "tuple[bytes, float]"]
+
+
+def reply(data: bytes) -> bytes:
+    """The framing a script reads after ASK_MARKER: the length on a line, then the bytes."""
+    return f"{len(data)}\n".encode() + data
+
+
+def asked(stdout: bytes | bytearray) -> bool:
+    """Whether the script has printed ASK_MARKER (on a line of its own)."""
+    marker = (ASK_MARKER + "\n").encode()
+    return stdout.startswith(marker) or b"\n" + marker in stdout
+
 
 class LineSplitter:
     """Feeds ``on_line`` each complete line of a stream that arrives in arbitrary chunks."""
@@ -40,13 +58,21 @@ class CommandResult:
 
 
 class Transport(Protocol):
-    """Runs POSIX shell scripts on one host, with the privileges the inventory asked for."""
+    """Runs POSIX shell scripts on one host, with the privileges the inventory asked for.
 
-    def run(self, script: str, timeout: float, on_line: LineCallback | None = None) -> CommandResult:
+    ``can_answer`` says whether ``run`` takes ``answer`` (SSH and local do; a transport that
+    cannot talk back mid-run gets detection and the window as two runs).
+    """
+
+    can_answer: bool
+
+    def run(
+        self, script: str, timeout: float, on_line: LineCallback | None = None, answer: Answer | None = None
+    ) -> CommandResult:
         """Run ``script`` with ``sh -c`` on the host; raise HostError subclasses on transport failure.
 
         ``on_line`` (optional) also gets each stdout line as it arrives (--follow);
-        the result still holds all of stdout.
+        the result still holds all of stdout. ``answer`` replies once to ASK_MARKER.
         """
         ...
 

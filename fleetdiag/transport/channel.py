@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import paramiko
 
 from fleetdiag.errors import RemoteCommandError, UnreachableError
-from fleetdiag.transport.base import CommandResult, LineCallback, LineSplitter
+from fleetdiag.transport.base import Answer, CommandResult, LineCallback, LineSplitter, asked
 
 _READ_SIZE = 65536
 
@@ -57,10 +57,11 @@ class ChannelCommand:
             except (paramiko.SSHException, OSError, EOFError):
                 pass  # the channel is going anyway; wait() reports how it ended
 
-    def wait(self, timeout: float, on_line: LineCallback | None = None) -> CommandResult:
+    def wait(self, timeout: float, on_line: LineCallback | None = None, answer: Answer | None = None) -> CommandResult:
         """Read stdout and stderr to the end, answering sudo once; the exit code last.
 
-        ``on_line`` also gets each stdout line as it arrives (--follow).
+        ``on_line`` also gets each stdout line as it arrives (--follow); ``answer`` replies
+        once when the script asks (ASK_MARKER), and the deadline restarts from its reply.
         """
         lines = LineSplitter(on_line) if on_line is not None else None
         deadline = time.monotonic() + timeout
@@ -86,6 +87,11 @@ class ChannelCommand:
                     err += channel.recv_stderr(_READ_SIZE)
                 if self.sudo is not None:
                     prompts_seen = self._answer_sudo(err, prompts_seen)
+                if answer is not None and asked(out):
+                    data, more_s = answer(out.decode("utf-8", "replace"))
+                    answer = None
+                    deadline = time.monotonic() + more_s
+                    self._send(data)
                 if channel.closed or not channel.get_transport().is_active():
                     break
             exit_code = self._exit_code(deadline)
@@ -95,6 +101,16 @@ class ChannelCommand:
         if self.sudo is not None:
             stderr = stderr.replace(self.sudo.marker, "")
         return CommandResult(out.decode("utf-8", "replace"), stderr, exit_code)
+
+    def _send(self, data: bytes) -> None:
+        """Write to the script's stdin, unless a stop already closed it (the script then reads EOF)."""
+        with self._lock:
+            if self._stop_requested:
+                return
+            try:
+                self.channel.sendall(data)
+            except (paramiko.SSHException, OSError, EOFError):
+                pass  # the channel is going; wait() reports how it ended
 
     def _answer_sudo(self, err: bytearray, answered: int) -> int:
         """Give the password at the first prompt; a second prompt means sudo refused it."""

@@ -7,7 +7,7 @@ import subprocess
 import threading
 
 from fleetdiag.errors import RemoteCommandError
-from fleetdiag.transport.base import SESSION_ARGS, CommandResult, LineCallback
+from fleetdiag.transport.base import ASK_MARKER, SESSION_ARGS, Answer, CommandResult, LineCallback
 
 
 class LocalTransport:
@@ -18,8 +18,12 @@ class LocalTransport:
         self._stdin_writer: int | None = None
         self._lock = threading.Lock()
 
-    def run(self, script: str, timeout: float, on_line: LineCallback | None = None) -> CommandResult:
-        """Run a script locally; a script that outlives ``timeout`` is killed. ``on_line``: see Transport."""
+    can_answer = True  # see Transport
+
+    def run(
+        self, script: str, timeout: float, on_line: LineCallback | None = None, answer: Answer | None = None
+    ) -> CommandResult:
+        """Run a script locally; a script that outlives ``timeout`` is killed. ``on_line``, ``answer``: see Transport."""
         # The script's stdin is a pipe only we hold open: closing it (request_stop, or
         # this process dying) is how the script learns to wrap up, as over SSH.
         stdin_reader, stdin_writer = os.pipe()
@@ -40,10 +44,10 @@ class LocalTransport:
         finally:
             os.close(stdin_reader)
         try:
-            if on_line is None:
+            if on_line is None and answer is None:
                 stdout, stderr = process.communicate(timeout=timeout)
             else:
-                stdout, stderr = _communicate_by_line(process, timeout, on_line)
+                stdout, stderr = _communicate_by_line(process, timeout, on_line, answer and self._answering(answer))
         except subprocess.TimeoutExpired as exc:
             process.kill()
             process.communicate()
@@ -51,6 +55,23 @@ class LocalTransport:
         finally:
             self._close_stdin()
         return CommandResult(stdout, stderr, process.returncode)
+
+    def _answering(self, answer: Answer) -> Answer:
+        """``answer``, with its reply written to the script's stdin (unless a stop closed it)."""
+
+        def answer_and_send(stdout: str) -> tuple[bytes, float]:
+            data, more_s = answer(stdout)
+            with self._lock:
+                writer = os.dup(self._stdin_writer) if self._stdin_writer is not None else None
+            if writer is not None:
+                try:
+                    with open(writer, "wb") as pipe:
+                        pipe.write(data)
+                except OSError:
+                    pass  # the script is gone; its result says how it ended
+            return data, more_s
+
+        return answer_and_send
 
     def request_stop(self) -> None:
         """EOF on the running script's stdin."""
@@ -67,8 +88,11 @@ class LocalTransport:
         self._close_stdin()
 
 
-def _communicate_by_line(process: subprocess.Popen, timeout: float, on_line: LineCallback) -> tuple[str, str]:
-    """communicate(), but stdout goes to ``on_line`` line by line as it arrives (--follow)."""
+def _communicate_by_line(
+    process: subprocess.Popen, timeout: float, on_line: LineCallback | None, answer: Answer | None
+) -> tuple[str, str]:
+    """communicate(), but stdout goes to ``on_line`` line by line as it arrives (--follow),
+    and ``answer`` replies once when the script asks (its deadline restarts then)."""
     assert process.stdout is not None and process.stderr is not None
     stderr: list[str] = []
     err_reader = threading.Thread(target=lambda: stderr.append(process.stderr.read()), daemon=True)  # type: ignore[union-attr]
@@ -85,7 +109,14 @@ def _communicate_by_line(process: subprocess.Popen, timeout: float, on_line: Lin
     try:
         for line in process.stdout:
             stdout.append(line)
-            on_line(line.rstrip("\n"))
+            if on_line is not None:
+                on_line(line.rstrip("\n"))
+            if answer is not None and line.rstrip("\n") == ASK_MARKER:
+                timer.cancel()  # the gate may hold the answer: its time is not the script's
+                _, more_s = answer("".join(stdout))
+                answer = None
+                timer = threading.Timer(more_s, expire)
+                timer.start()
         process.wait()
     finally:
         timer.cancel()

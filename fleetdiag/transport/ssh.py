@@ -19,7 +19,7 @@ from fabric import Config, Connection
 
 from fleetdiag.errors import RemoteCommandError, UnreachableError
 from fleetdiag.model import HostSpec
-from fleetdiag.transport.base import SESSION_ARGS, CommandResult, LineCallback
+from fleetdiag.transport.base import SESSION_ARGS, Answer, CommandResult, LineCallback
 from fleetdiag.transport.channel import ChannelCommand, SudoPrompt
 from fleetdiag.transport.host_keys import (
     DEFAULT_KNOWN_HOSTS,
@@ -221,7 +221,11 @@ class SshTransport:
                 argv = ["sudo", "-n", "-u", self.spec.become_user, "--", *argv]
         return shlex.join(argv), prompt
 
-    def run(self, script: str, timeout: float, on_line: LineCallback | None = None) -> CommandResult:
+    can_answer = True  # see Transport
+
+    def run(
+        self, script: str, timeout: float, on_line: LineCallback | None = None, answer: Answer | None = None
+    ) -> CommandResult:
         """Run ``sh -c SCRIPT`` (through sudo when become); stdin stays open until it ends."""
         if not self.connection.is_connected:
             self.open()
@@ -229,7 +233,7 @@ class SshTransport:
         running = ChannelCommand(self.connection.transport, command, prompt)
         self._running = running
         try:
-            result = running.wait(timeout, on_line)
+            result = running.wait(timeout, on_line, answer)
         finally:
             self._running = None
         if self._sudo:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -277,3 +278,51 @@ def test_first_fit_falls_through_without_rx_sk():
     script = detection_script(first_fit=True).replace('grep -q \'rx_sk;\'', "grep -q 'no-such-field;'")
     facts = parse_facts(subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60).stdout)
     assert facts.examined_all is True
+
+
+def _debian_source_tree(root, series: str, version: str):
+    tree = root / f"linux-source-{series}"
+    (tree / "net/ipv4").mkdir(parents=True)
+    major, minor, sub = version.split(".")
+    (tree / "Makefile").write_text(f"# SPDX\nVERSION = {major}\nPATCHLEVEL = {minor}\nSUBLEVEL = {sub}\nEXTRAVERSION =\n")
+    (tree / "net/ipv4/tcp_ipv4.c").write_text(
+        "bool tcp_add_backlog(struct sock *sk, struct sk_buff *skb,\n\t\t     enum skb_drop_reason *reason)\n{\n"
+        "\tif (unlikely(sk_add_backlog(sk, skb, limit))) {\n\t\tbh_unlock_sock(sk);\n"
+        "\t\t__NET_INC_STATS(sock_net(sk), LINUX_MIB_TCPBACKLOGDROP);\n\t\treturn true;\n\t}\n}\n"
+    )
+    return tree
+
+
+def _run_source_command(root):
+    done = subprocess.run(
+        ["sh", "-c", BACKLOGDROP_SOURCE_COMMAND],
+        env={**os.environ, "FLEETDIAG_SOURCE_ROOT": str(root)},
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return parse_backlogdrop_source(done.stdout)
+
+
+def test_unpacked_linux_source_is_read_only_when_it_is_the_running_kernels(tmp_path):
+    """Debian's linux-source under /usr/src: its Makefile version must be named by uname -rv."""
+    running = re.search(r"\d+\.\d+\.\d+", f"{os.uname().release} {os.uname().version}").group(0)
+    match = _debian_source_tree(tmp_path / "match", "x", running)
+    _debian_source_tree(tmp_path / "other", "x", "2.6.99")
+    source = _run_source_command(tmp_path / "match")
+    assert source.root == str(match)
+    assert dict(source.lines) == {"tcp_add_backlog": (6,)}
+    # The same tree with another kernel's version is not this kernel's source: its lines would lie.
+    assert _run_source_command(tmp_path / "other").root is None
+
+
+def test_counters_only_detection_gathers_what_that_tier_reads_and_says_so():
+    from fleetdiag.tracers import choose
+
+    done = subprocess.run(["sh", "-c", detection_script(counters_only=True)], capture_output=True, text=True, timeout=60)
+    facts = parse_facts(done.stdout)
+    assert facts.examined == "counters" and not facts.examined_all
+    assert facts.kernel == os.uname().release and facts.uid == os.geteuid() and facts.netns
+    assert "bpftrace" not in done.stdout  # the costly probe of bpftrace's version is skipped
+    tracer, verdicts = choose(facts, "counters")
+    assert tracer is not None and tracer.name == "counters"
+    assert all(v.reason.startswith("not examined: --tracer counters") for n, v in verdicts.items() if n != "counters")

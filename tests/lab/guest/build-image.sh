@@ -19,8 +19,11 @@ ROOT=$OUT/rootfs
 IMAGE_SIZE=8G
 SUITE=bookworm
 BASE_PACKAGES=openssh-server,iproute2,systemd-sysv,udev,kmod,dbus,procps,python3
+# Debian's source of this kernel series (linux-source-6.1): fleetdiag reads the line that counts
+# TCPBacklogDrop from it, the origin case's statement probe.
+SOURCE_SERIES=$(echo "$K" | cut -d. -f1,2)
 GUEST_PACKAGES=(
-  initramfs-tools "linux-image-$K" "linux-headers-$K" "linux-image-$K-dbg"
+  initramfs-tools "linux-image-$K" "linux-headers-$K" "linux-image-$K-dbg" "linux-source-$SOURCE_SERIES"
   systemtap systemtap-runtime bpfcc-tools python3-bpfcc bpftrace gcc make libc6-dev
 )
 # Debian's systemtap 4.8 runtime calls task_work_cancel(task, func); 6.1.19x (a stable backport) renamed
@@ -94,6 +97,18 @@ diff -u --label "a$STAP_PATCHED_FILE" --label "b$STAP_PATCHED_FILE" \
   "$ROOT$STAP_RUNTIME.debian-orig/stp_task_work.c" "$ROOT$STAP_PATCHED_FILE" > "$ROOT/etc/fdl-lab-stap-runtime.patch" || true
 cp "$ROOT/etc/fdl-lab-stap-runtime.patch" "$OUT/stap-runtime.patch"
 
+# What a user does with linux-source: unpack it under /usr/src. Only the files fleetdiag reads are
+# unpacked (the whole tree is 1.3 GB); the tarball goes, and the source must be this very kernel's.
+image_version=$(in_root dpkg-query -W -f='${Version}' "linux-image-$K")
+source_version=$(in_root dpkg-query -W -f='${Version}' "linux-source-$SOURCE_SERIES")
+[ "$image_version" = "$source_version" ] || {
+  log "linux-source-$SOURCE_SERIES is $source_version but linux-image-$K is $image_version: refresh apt lists"; exit 1; }
+tar -C "$ROOT/usr/src" -xJf "$ROOT/usr/src/linux-source-$SOURCE_SERIES.tar.xz" \
+  "linux-source-$SOURCE_SERIES/Makefile" "linux-source-$SOURCE_SERIES/net/ipv4/tcp_ipv4.c" \
+  "linux-source-$SOURCE_SERIES/net/ipv6/tcp_ipv6.c"
+rm -f "$ROOT/usr/src/linux-source-$SOURCE_SERIES.tar.xz"
+echo "kernel_source=/usr/src/linux-source-$SOURCE_SERIES" >> "$OUT/build.env"
+
 echo fdl-guest > "$ROOT/etc/hostname"
 printf '127.0.0.1 localhost\n127.0.1.1 fdl-guest\n' > "$ROOT/etc/hosts"
 echo '/dev/vda / ext4 defaults,noatime 0 0' > "$ROOT/etc/fstab"
@@ -114,6 +129,30 @@ KbdInteractiveAuthentication no
 UseDNS no
 MaxStartups 100
 EOF
+# Two more sshds, each in its own mount namespace, make the guest three hosts of one kernel release:
+# port 2222 sees no kernel source (systemtap picks the tcp_add_backlog return probe there), and port
+# 2223 has only systemtap-runtime (no stap, headers, debug symbols or source): it can run a module
+# built elsewhere and nothing else of systemtap's. Same host key; known_hosts lists [addr]:port.
+sshd_unit() {  # NAME PORT HIDDEN_PATHS
+  cat > "$ROOT/etc/systemd/system/fdl-sshd-$1.service" <<UNIT
+[Unit]
+Description=fleetdiag lab: sshd on port $2 without $3
+After=ssh.service
+Wants=ssh.service
+
+[Service]
+ExecStart=/usr/sbin/sshd -D -p $2
+InaccessiblePaths=$3
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+  in_root systemctl enable -q "fdl-sshd-$1.service"
+}
+sshd_unit nosource 2222 "/usr/src/linux-source-$SOURCE_SERIES"
+sshd_unit runtime 2223 "/usr/src /usr/lib/debug /usr/bin/stap"
+
 ssh-keygen -q -t ed25519 -N '' -C fdl-guest-controller -f "$OUT/id_ed25519"
 install -d -m 700 "$ROOT/root/.ssh"
 install -m 600 "$OUT/id_ed25519.pub" "$ROOT/root/.ssh/authorized_keys"

@@ -18,11 +18,14 @@ from tests.lab.requirements import find_program, program
 from tests.lab.runs import PREFIX, make_workdir, new_run_id
 from tests.lab.teardown import destroy_run, stop_processes
 
-__all__ = ["GuestVM", "GuestBootError", "missing_guest_requirements"]
+__all__ = ["GUEST_PORTS", "GuestVM", "GuestBootError", "missing_guest_requirements"]
 
 BOOT_TIMEOUT = 480.0  # about 20 s idle; 141 s seen while other tests loaded the 2 cores
 SSH_TIMEOUT = 120.0
 _QEMU = "qemu-system-x86_64"
+# The guest's sshds (build-image.sh): one kernel release seen as three hosts. "full" has everything;
+# "nosource" lacks the kernel source (stap's return probe); "runtime" has only systemtap-runtime.
+GUEST_PORTS = {"full": SSH_PORT, "nosource": 2222, "runtime": 2223}
 _TUN = Path("/dev/net/tun")
 
 
@@ -99,9 +102,10 @@ class GuestVM:
         """The guest's `uname -r` as recorded at image build."""
         return self._image.kernel_release
 
-    def host_vars(self) -> HostVars:
-        """Inventory variables for the guest, for LabFleet.write_inventory(extra_hosts={name: ...})."""
-        return {"ansible_host": self.address}
+    def host_vars(self, view: str = "full") -> HostVars:
+        """Inventory variables for one of the guest's sshds (GUEST_PORTS), for LabFleet.write_inventory(extra_hosts=...)."""
+        port = GUEST_PORTS[view]
+        return {"ansible_host": self.address, **({"ansible_port": port} if port != SSH_PORT else {})}
 
     def ssh_argv(self, command: str) -> list[str]:
         """`ssh ... root@guest COMMAND`, strict host key checking, sharing one master connection."""
@@ -194,8 +198,8 @@ class GuestVM:
         assert subnet is not None
         self.workdir = make_workdir(self.run_id)
         self.address = str(subnet[self.fleet.size + 1 + self.index])
-        line = sshd.known_hosts_line(self.address, SSH_PORT, self._image.host_public_key)
-        self.known_hosts_path.write_text(line + "\n")
+        lines = [sshd.known_hosts_line(self.address, port, self._image.host_public_key) for port in GUEST_PORTS.values()]
+        self.known_hosts_path.write_text("\n".join(lines) + "\n")
         _ip(["tuntap", "add", "dev", self.tap, "mode", "tap"])
         _ip(["link", "set", self.tap, "master", self.fleet.bridge, "up"])
         started = time.monotonic()

@@ -1,6 +1,7 @@
-# fleetdiag: check the probe points, then compile probe.stp into a kernel module, in this temp dir.
+# fleetdiag: check the probe points, then compile probe.stp into fleetdiag_backlog.ko, in this temp dir.
 #
-# Compiling takes seconds to minutes; the window opens only when staprun has loaded the module.
+# Compiling takes seconds to minutes: in a window script the window opens only when staprun has
+# loaded the module; stap_build_host.sh runs it once for every host of a kernel release.
 # points.txt lists each probe point and the variable it must offer ($sk).
 set -u
 # stap's cache (default ~/.systemtap) goes into this temp dir, removed with it after the window.

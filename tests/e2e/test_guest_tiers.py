@@ -1,0 +1,110 @@
+"""Every tier for real on the 6.1 guest, through `fleetdiag collect`, against real backlog drops.
+
+Each test runs the real CLI while the deterministic generator makes 250-odd TCPBacklogDrop in
+the guest, and requires the tier's count to equal the guest's own counter delta over the window,
+with the flow and its socket state. The guest's three sshds (build-image.sh) make one kernel
+release look like three hosts: "full" (source, headers, debug symbols), "nosource" (no kernel
+source) and "runtime" (systemtap-runtime only).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.lab.fleet import LabFleet
+from tests.lab.guest.collect_run import GuestCollect, collect_during_drops, leftovers
+from tests.lab.guest.vm import GuestVM
+
+pytestmark = [pytest.mark.lab, pytest.mark.guest]
+
+
+def guest_inventory(fleet: LabFleet, vm: GuestVM, path: Path, *views: str) -> Path:
+    """The guest once per sshd view, named g_VIEW."""
+    return fleet.write_inventory(path, hosts=[], extra_hosts={f"g_{view}": vm.host_vars(view) for view in views})
+
+
+def assert_caught_every_drop(run: GuestCollect, name: str, probe: str) -> dict:
+    """NAME ran PROBE and counted exactly the guest's TCPBacklogDrop delta, on the generator's flow."""
+    host = run.host(name)
+    assert host["status"] == "ok", host["error"]
+    assert host["probe"] == probe, host
+    delta = host["counters"]["TCPBacklogDrop"]
+    assert delta == run.generated.drops > 0, (delta, run.generated)
+    assert host["drops"].get("SOCKET_BACKLOG") == delta, (host["drops"], host["notes"])
+    (flow,) = [f for f in run.flows(name) if f["reason"] == "SOCKET_BACKLOG"]
+    assert (flow["laddr"], flow["lport"]) == (run.generated.guest_address, run.generated.guest_port)
+    assert (flow["raddr"], flow["rport"]) == (run.generated.controller_address, run.generated.controller_port)
+    assert flow["drops"] == delta
+    # The socket state the origin case printed: buffers, and a queue over the kernel's limit.
+    assert flow["rcvbuf"] > 0 and flow["sndbuf"] > 0
+    assert flow["queue_max"] >= flow["backlog_limit"] - 65536, flow
+    return host
+
+
+def test_stap_statement_probe_built_once_and_shipped_to_a_runtime_only_host(
+    lab_fleet: LabFleet, lab_guest: GuestVM, tmp_path: Path
+) -> None:
+    """The origin case: the TCPBacklogDrop line found in the host's source, compiled on the host that
+    can, shipped to the host with only systemtap-runtime; both catch every drop."""
+    inventory = guest_inventory(lab_fleet, lab_guest, tmp_path / "inventory.yml", "full", "runtime")
+    cache = tmp_path / "cache"
+    run = collect_during_drops(lab_fleet, lab_guest, inventory, "stap", cache, windows=2)
+    assert run.returncode == 0, run.stderr
+    built = assert_caught_every_drop(run, "g_full", "stap:tcp_add_backlog_statement")
+    shipped = assert_caught_every_drop(run, "g_runtime", "stap:tcp_add_backlog_statement")
+    assert built["module"]["how"] == "built here" and built["module"]["built_on"] == "g_full"
+    assert shipped["module"]["how"] == "shipped" and shipped["module"]["built_on"] == "g_full"
+    assert shipped["module"]["sha256"] == built["module"]["sha256"]
+    assert "built on g_full" in " ".join(shipped["notes"])
+    # The runtime-only host really could not have compiled: check says why, and what it can do instead.
+    assert "systemtap-runtime only (systemtap (stap) is not installed)" in shipped["tracers"]["stap"]["reason"]
+    assert len(list(cache.rglob("*.ko.gz"))) == 1, "the module is kept for the next sweep"
+    assert leftovers(lab_guest) == ""
+
+
+def test_stap_return_probe_where_the_host_has_no_source(lab_fleet: LabFleet, lab_guest: GuestVM, tmp_path: Path) -> None:
+    inventory = guest_inventory(lab_fleet, lab_guest, tmp_path / "inventory.yml", "nosource")
+    run = collect_during_drops(lab_fleet, lab_guest, inventory, "stap", tmp_path / "cache")
+    assert run.returncode == 0, run.stderr
+    host = assert_caught_every_drop(run, "g_nosource", "stap:tcp_add_backlog_return")
+    assert host["module"]["how"] == "built here"
+    assert leftovers(lab_guest) == ""
+
+
+@pytest.mark.parametrize("tracer", ["bcc", "bpftrace"])
+def test_bpf_tiers_catch_every_drop(tracer: str, lab_fleet: LabFleet, lab_guest: GuestVM, tmp_path: Path) -> None:
+    inventory = guest_inventory(lab_fleet, lab_guest, tmp_path / "inventory.yml", "full")
+    run = collect_during_drops(lab_fleet, lab_guest, inventory, tracer, tmp_path / "cache")
+    assert run.returncode == 0, run.stderr
+    # 6.1 has drop reasons but no rx_sk: the socket comes from the companion probe.
+    host = assert_caught_every_drop(run, "g_full", run.host("g_full")["tracers"][tracer]["probe"])
+    assert host["probe"].startswith(f"{tracer}:") and host["fidelity"] == "traced"
+    assert host["module"] is None
+    assert leftovers(lab_guest) == ""
+
+
+def test_counters_tier_counts_exactly_without_tracing(lab_fleet: LabFleet, lab_guest: GuestVM, tmp_path: Path) -> None:
+    inventory = guest_inventory(lab_fleet, lab_guest, tmp_path / "inventory.yml", "full")
+    run = collect_during_drops(lab_fleet, lab_guest, inventory, "counters", tmp_path / "cache")
+    assert run.returncode == 0, run.stderr
+    host = run.host("g_full")
+    assert host["status"] == "ok" and host["probe"].startswith("counters")
+    assert host["counters"]["TCPBacklogDrop"] == run.generated.drops > 0
+    assert host["fidelity"] == "sampled"  # never passed off as traced
+    assert leftovers(lab_guest) == ""
+
+
+def test_auto_takes_the_first_usable_tracer_in_the_documented_order(
+    lab_fleet: LabFleet, lab_guest: GuestVM, tmp_path: Path
+) -> None:
+    from fleetdiag.tracers import PREFERENCE
+
+    inventory = guest_inventory(lab_fleet, lab_guest, tmp_path / "inventory.yml", "full")
+    run = collect_during_drops(lab_fleet, lab_guest, inventory, "auto", tmp_path / "cache")
+    assert run.returncode == 0, run.stderr
+    host = run.host("g_full")
+    first_usable = next(t.name for t in PREFERENCE if host["tracers"][t.name]["usable"])
+    assert_caught_every_drop(run, "g_full", host["tracers"][first_usable]["probe"])
+    assert first_usable == "bpftrace"  # everything fits on the guest; bpftrace comes first
