@@ -32,7 +32,7 @@ from fleetdiag.sections import split_sections
 from fleetdiag.tracers import systemtap
 from fleetdiag.tracers.base import ProbePlan, Tracer
 from fleetdiag.transport.base import ASK_MARKER, CommandResult, Transport, reply
-from fleetdiag.window_script import build_window_script, detect_then_window_script, remote_deadline_s
+from fleetdiag.window_script import GO_REPLY, build_window_script, detect_then_window_script, remote_deadline_s
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +92,15 @@ class _FirstTrip:
 
 
 class _WindowOffer:
-    """Answers the detection script's question with the window script, all in one round trip.
+    """Answers the detection script's questions, so detection and the window take one round trip.
 
-    Runs in the host's worker thread while its session waits: choose the tracer from the facts,
-    pass the sweep's window gate, plan, reply. An empty reply ends the host's script instead:
-    no tracer fits, a stop came, or the tracer needs a round trip of its own first (systemtap's
-    module build). Never raises: a failure is kept for the collector to raise after the run.
+    Runs in the host's worker thread while its session waits. First question (the facts are
+    in): choose the tracer and reply with the window script, which sets up its temp dir and
+    files at once. Second question (set up, ready to start): pass the sweep's window gate and
+    reply "go", so every host starts its window together with nothing left to do but start.
+    An empty reply ends the host's script instead: no tracer fits, a stop came, or the tracer
+    needs a round trip of its own first (systemtap's module build). Never raises: a failure is
+    kept for the collector to raise once the run is over.
     """
 
     def __init__(self, spec: HostSpec, window: Window, wanted: str, before_window: Callable[[], None] | None,
@@ -112,22 +115,28 @@ class _WindowOffer:
     def answer(self, stdout: str) -> tuple[bytes, float]:
         no_window = (reply(b""), float(TRANSFER_MARGIN_S))
         try:
-            detected = stdout.split(ASK_MARKER + "\n", 1)[0]
-            self.detection = _detection_from(CommandResult(detected, "", 0), self.wanted)
-            tracer, facts = self.detection.tracer, self.detection.facts
-            if tracer is None or tracer is systemtap:
-                return no_window
+            if self.detection is None:
+                return self._window_script(stdout) or no_window
             if self.before_window is not None:
                 self.before_window()
-            self.plan = tracer.plan(facts, self.window)
-            if self.window.follow and self.on_live is not None:
-                self._live = LiveDecoder(self.spec.name, tracer, facts, self.on_live).feed
-            script = build_window_script(self.plan, self.window.duration_s, follow=self.window.follow)
-            return reply(script.encode()), float(remote_deadline_s(self.window.duration_s, self.plan) + TRANSFER_MARGIN_S)
+            assert self.plan is not None
+            return reply(GO_REPLY), float(remote_deadline_s(self.window.duration_s, self.plan) + TRANSFER_MARGIN_S)
         except Exception as exc:  # raised by the collector once the run is over
             self.plan = None
             self.error = exc
             return no_window
+
+    def _window_script(self, stdout: str) -> tuple[bytes, float] | None:
+        detected = stdout.split(ASK_MARKER + "\n", 1)[0]
+        self.detection = _detection_from(CommandResult(detected, "", 0), self.wanted)
+        tracer, facts = self.detection.tracer, self.detection.facts
+        if tracer is None or tracer is systemtap:
+            return None
+        self.plan = tracer.plan(facts, self.window)
+        if self.window.follow and self.on_live is not None:
+            self._live = LiveDecoder(self.spec.name, tracer, facts, self.on_live).feed
+        script = build_window_script(self.plan, self.window.duration_s, follow=self.window.follow, ask_before_start=True)
+        return reply(script.encode()), float(DETECTION_TIMEOUT_S)  # until it is set up and asks to start
 
     def on_line(self, line: str) -> None:
         """--follow: the window's live lines, once it runs."""
@@ -159,7 +168,7 @@ def _first_trip(
     detection = offer.detection or _detection_from(result, wanted)  # it ended before asking
     if offer.plan is None:
         return _FirstTrip(detection)
-    _, window_part = result.stdout.split(ASK_MARKER + "\n", 1)
+    window_part = result.stdout.split(ASK_MARKER + "\n")[-1]  # after the window's own question
     return _FirstTrip(detection, offer.plan, CommandResult(window_part, result.stderr, result.exit_code))
 
 

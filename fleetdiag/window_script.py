@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from fleetdiag.tracers.base import ProbePlan, heredoc, probe_text
+from fleetdiag.tracers.base import ProbePlan, probe_text, write_file_command
 from fleetdiag.transport.base import ASK_MARKER
 
 # Longest a probe may take to attach before the host's own `timeout` gives up on it.
@@ -46,10 +46,21 @@ def _prepare_block(plan: ProbePlan) -> str:
     )
 
 
-def build_window_script(plan: ProbePlan, duration_s: int, follow: bool = False) -> str:
+# The window script's question before its probe starts (``ask_before_start``): any reply but
+# GO_REPLY (an empty one: the sweep is stopping) ends it with nothing started. Two builtin
+# reads take the reply: nothing is forked in the moment every host starts its window.
+GO_REPLY = b"\n"
+_READY_QUESTION = f"""echo '{ASK_MARKER}'
+IFS= read -r fd_length || exit 0
+[ "$fd_length" = {len(GO_REPLY)} ] || exit 0
+IFS= read -r _ || exit 0"""
+
+
+def build_window_script(plan: ProbePlan, duration_s: int, follow: bool = False, ask_before_start: bool = False) -> str:
     """Fill the run script with the plan's files, environment and command.
 
     ``follow`` streams ``@@live`` lines once a second while the window runs (``fleetdiag.live``).
+    ``ask_before_start``: set up, then ask the controller (ASK_MARKER) and start on GO_REPLY.
 
     Every piece comes from fleetdiag's own backends (constant text and integers);
     env values are quoted all the same.
@@ -57,7 +68,7 @@ def build_window_script(plan: ProbePlan, duration_s: int, follow: bool = False) 
     for key in plan.env:
         if not _SAFE_ENV.match(key):
             raise ValueError(f"unsafe environment name {key!r}")
-    files = "\n".join(heredoc(name, text) for name, text in plan.files.items()) or ":"
+    files = "\n".join(write_file_command(name, text) for name, text in plan.files.items()) or ":"
     env = " ".join(f"{key}={shlex.quote(value)}" for key, value in plan.env.items())
     script = probe_text("run_window.sh")
     return (
@@ -65,6 +76,7 @@ def build_window_script(plan: ProbePlan, duration_s: int, follow: bool = False) 
         .replace("@@FILES@@", files)
         .replace("@@ENV@@", env)
         .replace("@@PREPARE@@", _prepare_block(plan))
+        .replace("@@READY@@", _READY_QUESTION if ask_before_start else ":")
         .replace("@@LIFETIME@@", str(probe_lifetime_s(duration_s, plan.attach_allowance_s)))
         .replace("@@COMMAND@@", plan.command)
     )

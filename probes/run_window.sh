@@ -45,6 +45,10 @@ fi
 # Tracers that compile first (systemtap) do it here, before the window: it opens at attach.
 @@PREPARE@@
 
+# In a sweep everything above runs while the other hosts still connect; the controller then
+# says "go" to all at once (its window gate), so the windows start together and cheaply.
+@@READY@@
+
 @@ENV@@ timeout -s INT -k 2 @@LIFETIME@@ @@COMMAND@@ >"$d/out" 2>"$d/err" </dev/null &
 pid=$!
 
@@ -60,12 +64,19 @@ if [ "${1:-}" = stop-on-stdin-eof ]; then
 fi
 
 # The window opens when the probe says it is watching; the counters are read then.
-while ! grep -q '@@attached' "$d/out" 2>/dev/null; do
+# Checked with builtins (read, not grep): a sweep starts this on every host at once.
+attached() {
+  while IFS= read -r line; do
+    case $line in *@@attached*) return 0 ;; esac # bpftrace -f json wraps it in a JSON line
+  done <"$d/out"
+  return 1
+}
+while ! attached; do
   kill -0 "$pid" 2>/dev/null || break
   sleep 0.05
 done
 start=$(date +%s.%N)
-cat /proc/net/netstat >"$d/before" 2>/dev/null
+{ echo '@@fleetdiag counters_before'; cat /proc/net/netstat; } >"$d/before" 2>/dev/null
 
 # --follow: once a second, the probe's new lines (at most 20, 4 KB each) and the
 # namespace's drop counters, framed "@@live" so the sections below ignore them.
@@ -95,15 +106,10 @@ rc=$?
 pid=""
 if [ -n "$watcher" ]; then kill "$watcher" 2>/dev/null; watcher=""; fi
 end=$(date +%s.%N)
-cat /proc/net/netstat >"$d/after" 2>/dev/null
+{ echo '@@fleetdiag counters_after'; cat /proc/net/netstat; echo '@@fleetdiag probe_out'; } >"$d/after" 2>/dev/null
 
 echo '@@fleetdiag window'
 echo "$start $end $rc"
-echo '@@fleetdiag counters_before'
-cat "$d/before"
-echo '@@fleetdiag counters_after'
-cat "$d/after"
-echo '@@fleetdiag probe_out'
-cat "$d/out"
+cat "$d/before" "$d/after" "$d/out"
 echo '@@fleetdiag probe_err'
-head -c 16384 "$d/err"
+if [ -s "$d/err" ]; then head -c 16384 "$d/err"; fi

@@ -25,7 +25,7 @@ from fleetdiag.sections import split_sections
 from fleetdiag.tracers.base import (
     ProbePlan,
     fill_template,
-    heredoc,
+    write_file_command,
     insert_blocks,
     privilege_problem,
     probe_text,
@@ -183,8 +183,8 @@ def plan(facts: HostFacts, window: Window, module: StapModule | None = None) -> 
 def build_script(facts: HostFacts) -> str:
     """A script that compiles the module in a private temp dir, prints it (gzip, base64) and removes all."""
     files = _build_files(facts)
-    heredocs = "\n".join(heredoc(filename, text) for filename, text in files.items())
-    return fill_template(insert_blocks(probe_text("stap_build_host.sh"), {"FILES": heredocs}), {"TIMEOUT": PREPARE_TIMEOUT_S})
+    writes = "\n".join(write_file_command(filename, text) for filename, text in files.items())
+    return fill_template(insert_blocks(probe_text("stap_build_host.sh"), {"FILES": writes}), {"TIMEOUT": PREPARE_TIMEOUT_S})
 
 
 def parse_build(output: str, facts: HostFacts, built_on: str, seconds: float) -> StapModule:

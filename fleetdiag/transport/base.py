@@ -15,10 +15,11 @@ SESSION_ARGS = ("fleetdiag", "stop-on-stdin-eof")
 # Receives stdout line by line while a script runs (from the thread running it).
 LineCallback = Callable[[str], None]
 
-# A script may ask the controller one question mid-run, so detection and the window share one
+# A script may ask the controller questions mid-run, so detection and the window share one
 # round trip: it prints ASK_MARKER on a line of its own and reads the reply, "LENGTH\nBYTES", on
-# stdin. The Answer gets stdout so far and returns the reply (``reply(...)``) and the seconds the
-# rest of the script may take; it may block (the sweep's window gate) and must not raise.
+# stdin. The Answer gets stdout so far for each question in turn and returns the reply
+# (``reply(...)``) and the seconds the script may take until it asks again or ends; it may
+# block (the sweep's window gate) and must not raise.
 ASK_MARKER = "@@fleetdiag ask"
 Answer = Callable[[str], "tuple[bytes, float]"]
 
@@ -28,10 +29,21 @@ def reply(data: bytes) -> bytes:
     return f"{len(data)}\n".encode() + data
 
 
-def asked(stdout: bytes | bytearray) -> bool:
-    """Whether the script has printed ASK_MARKER (on a line of its own)."""
-    marker = (ASK_MARKER + "\n").encode()
-    return stdout.startswith(marker) or b"\n" + marker in stdout
+class QuestionCounter:
+    """Counts the ASK_MARKER lines in a stream that arrives in arbitrary chunks (only new bytes are read)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._partial = b""
+
+    def feed(self, chunk: bytes) -> int:
+        """Add bytes; the number of questions asked so far."""
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        self.count += sum(1 for line in lines if line == _ASK_LINE)
+        return self.count
+
+
+_ASK_LINE = ASK_MARKER.encode()
 
 
 class LineSplitter:
@@ -72,7 +84,7 @@ class Transport(Protocol):
         """Run ``script`` with ``sh -c`` on the host; raise HostError subclasses on transport failure.
 
         ``on_line`` (optional) also gets each stdout line as it arrives (--follow);
-        the result still holds all of stdout. ``answer`` replies once to ASK_MARKER.
+        the result still holds all of stdout. ``answer`` replies to each ASK_MARKER.
         """
         ...
 

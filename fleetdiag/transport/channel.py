@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import paramiko
 
 from fleetdiag.errors import RemoteCommandError, UnreachableError
-from fleetdiag.transport.base import Answer, CommandResult, LineCallback, LineSplitter, asked
+from fleetdiag.transport.base import Answer, CommandResult, LineCallback, LineSplitter, QuestionCounter
 
 _READ_SIZE = 65536
 
@@ -61,12 +61,13 @@ class ChannelCommand:
         """Read stdout and stderr to the end, answering sudo once; the exit code last.
 
         ``on_line`` also gets each stdout line as it arrives (--follow); ``answer`` replies
-        once when the script asks (ASK_MARKER), and the deadline restarts from its reply.
+        each time the script asks (ASK_MARKER), and the deadline restarts from each reply.
         """
         lines = LineSplitter(on_line) if on_line is not None else None
         deadline = time.monotonic() + timeout
         out, err = bytearray(), bytearray()
         prompts_seen = 0
+        questions, asked, answered = QuestionCounter(), 0, 0
         channel = self.channel
         # poll, not select: a sweep of hundreds of hosts has descriptors above select's 1024.
         poller = select.poll()
@@ -83,13 +84,15 @@ class ChannelCommand:
                     out += chunk
                     if lines is not None:
                         lines.feed(chunk)
+                    if answer is not None:
+                        asked = questions.feed(chunk)
                 while channel.recv_stderr_ready():
                     err += channel.recv_stderr(_READ_SIZE)
                 if self.sudo is not None:
                     prompts_seen = self._answer_sudo(err, prompts_seen)
-                if answer is not None and asked(out):
+                while answer is not None and asked > answered:  # one reply per question, in order
+                    answered += 1
                     data, more_s = answer(out.decode("utf-8", "replace"))
-                    answer = None
                     deadline = time.monotonic() + more_s
                     self._send(data)
                 if channel.closed or not channel.get_transport().is_active():

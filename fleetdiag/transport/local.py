@@ -92,7 +92,7 @@ def _communicate_by_line(
     process: subprocess.Popen, timeout: float, on_line: LineCallback | None, answer: Answer | None
 ) -> tuple[str, str]:
     """communicate(), but stdout goes to ``on_line`` line by line as it arrives (--follow),
-    and ``answer`` replies once when the script asks (its deadline restarts then)."""
+    and ``answer`` replies each time the script asks (its deadline restarts then)."""
     assert process.stdout is not None and process.stderr is not None
     stderr: list[str] = []
     err_reader = threading.Thread(target=lambda: stderr.append(process.stderr.read()), daemon=True)  # type: ignore[union-attr]
@@ -114,7 +114,6 @@ def _communicate_by_line(
             if answer is not None and line.rstrip("\n") == ASK_MARKER:
                 timer.cancel()  # the gate may hold the answer: its time is not the script's
                 _, more_s = answer("".join(stdout))
-                answer = None
                 timer = threading.Timer(more_s, expire)
                 timer.start()
         process.wait()

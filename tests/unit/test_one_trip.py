@@ -76,10 +76,44 @@ def test_a_stop_at_the_gate_ends_the_host_with_its_reason_and_no_window():
     assert transport.runs == 1
 
 
-def test_the_question_is_recognised_in_what_the_channel_reads():
-    from fleetdiag.transport.base import asked
+def test_each_question_is_counted_in_what_the_channel_reads():
+    from fleetdiag.transport.base import QuestionCounter
 
-    assert asked(bytearray(b"@@fleetdiag kernel\n6.1\n@@fleetdiag ask\n"))
-    assert asked(b"@@fleetdiag ask\n")
-    assert not asked(bytearray(b"@@fleetdiag ask"))  # not a whole line yet
-    assert not asked(b"echo '@@fleetdiag ask' is quoted\n")
+    counter = QuestionCounter()
+    assert counter.feed(b"@@fleetdiag kernel\n6.1\n@@fleetdiag a") == 0  # not a whole line yet
+    assert counter.feed(b"sk\n") == 1
+    assert counter.feed(b"@@fleetdiag ask\n@@fleetdiag ask\n") == 3  # adjacent questions both count
+    assert counter.feed(b"echo '@@fleetdiag ask' is quoted\n") == 3
+
+
+def test_the_window_sets_up_before_the_gate_and_starts_on_go(tmp_path):
+    """Second question: the temp dir and files exist while the host waits at the gate."""
+    from fleetdiag.tracers.base import ProbePlan
+    from fleetdiag.window_script import GO_REPLY, build_window_script
+
+    plan = ProbePlan(tracer="x", probe="x", files={"a.txt": "hello"}, command="sh -c 'cat a.txt; echo @@attached'")
+    window = build_window_script(plan, 1, ask_before_start=True).encode()
+    seen = []
+
+    def answer(stdout: str) -> tuple[bytes, float]:
+        seen.append(sorted(p.name for d in tmp_path.glob("fleetdiag.*") for p in d.iterdir()))
+        return (reply(window), 10.0) if len(seen) == 1 else (reply(GO_REPLY), 10.0)
+
+    script = f"export TMPDIR={tmp_path}\n" + detect_then_window_script("echo facts")
+    result = LocalTransport().run(script, 20, answer=answer)
+    assert seen == [[], ["a.txt"]]  # set up before "go"; nothing started yet
+    assert "@@fleetdiag window" in result.stdout and "hello\n@@attached" in result.stdout
+    assert not list(tmp_path.iterdir())  # and removed after
+
+
+def test_no_go_ends_the_window_script_before_its_probe_starts(tmp_path):
+    from fleetdiag.tracers.base import ProbePlan
+    from fleetdiag.window_script import build_window_script
+
+    plan = ProbePlan(tracer="x", probe="x", command="touch started; echo @@attached")
+    window = build_window_script(plan, 1, ask_before_start=True).encode()
+    replies = iter([reply(window), reply(b"")])
+    script = f"export TMPDIR={tmp_path}\n" + detect_then_window_script("echo facts")
+    result = LocalTransport().run(script, 20, answer=lambda _: (next(replies), 10.0))
+    assert result.exit_code == 0 and "@@fleetdiag window" not in result.stdout
+    assert not list(tmp_path.iterdir())

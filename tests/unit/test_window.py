@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 
 from fleetdiag.collector import window_result
@@ -18,7 +19,7 @@ def test_window_script_is_valid_shell_and_carries_the_probe(facts_6_18):
     plan = bpftrace.plan(facts_6_18, Window(30))
     script = build_window_script(plan, 30)
     assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0
-    assert plan.files["probe.bt"].rstrip() in script
+    assert shlex.quote(plan.files["probe.bt"].rstrip()) in script  # quoted: the shell expands nothing in it
     assert f"timeout -s INT -k 2 {probe_lifetime_s(30)} bpftrace -f json probe.bt" in script
     assert "BPFTRACE_MAP_KEYS_MAX=8192" in script
     assert "@@" + "FILES" + "@@" not in script
@@ -125,3 +126,15 @@ def test_a_probe_ended_by_the_hosts_time_limit_keeps_its_results(facts_6_18):
     assert dict(result.drops) == {"NO_SOCKET": 6}
     (note,) = result.notes
     assert note.startswith("bpftrace was slow to attach and the host's time limit ended it: it watched 3.3 s")
+
+
+def test_the_window_opens_at_a_json_wrapped_attach_line():
+    """bpftrace -f json prints {"type": "printf", "data": "@@attached\\n"}: still the window's start."""
+    from fleetdiag.sections import split_sections
+    from fleetdiag.tracers.base import ProbePlan
+
+    probe = """sh -c 'echo "{\\"type\\": \\"printf\\", \\"data\\": \\"@@attached\\\\n\\"}"; sleep 2'"""
+    script = build_window_script(ProbePlan(tracer="x", probe="x", command=probe), 2)
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+    start, end, _ = split_sections(done.stdout)["window"].split()
+    assert float(end) - float(start) >= 1.5, done.stdout  # opened at attach, not when the probe ended
