@@ -40,3 +40,22 @@ def test_check_gives_each_kernel_its_own_verdicts(lab_fleet: LabFleet, lab_guest
     assert not namespace_host["tracers"]["stap"]["usable"]
     assert namespace_host["probe"].startswith("bpftrace:")
     assert guest["probe"] != namespace_host["probe"], "6.1 has no rx_sk in kfree_skb: another probe fits"
+
+
+def test_collect_runs_each_kernel_its_own_probe_in_one_sweep(lab_fleet: LabFleet, lab_guest: GuestVM, tmp_path: Path) -> None:
+    inventory = mixed_inventory(lab_fleet, lab_guest, tmp_path / "inventory.yml")
+    argv = [
+        sys.executable, "-m", "fleetdiag", "collect", "-i", str(inventory), "--duration", "5", "-o", "json",
+        "--known-hosts", str(lab_fleet.known_hosts_path), "--known-hosts", str(lab_guest.known_hosts_path),
+    ]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    hosts = {host["name"]: host for host in json.loads(result.stdout)["hosts"]}
+    assert all(host["status"] == "ok" for host in hosts.values()), {n: h["error"] for n, h in hosts.items()}
+    guest, namespace_host = hosts["g01"], hosts["h01"]
+    assert namespace_host["probe"] == "bpftrace:kfree_skb"  # 6.18: the socket is in the tracepoint
+    assert guest["probe"].startswith("bpftrace:kfree_skb_headers")  # 6.1: reasons, no rx_sk
+    assert "TCPBacklogDrop" in guest["counters"] and guest["kernel"] == lab_guest.kernel_release
+    # Why: each host's verdicts travel with its result, as `check` shows them.
+    assert guest["tracers"]["bpftrace"]["probe"] == guest["probe"]
+    assert namespace_host["tracers"]["bpftrace"]["probe"] == namespace_host["probe"]

@@ -9,6 +9,10 @@ source) and "runtime" (systemtap-runtime only).
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,3 +112,32 @@ def test_auto_takes_the_first_usable_tracer_in_the_documented_order(
     first_usable = next(t.name for t in PREFERENCE if host["tracers"][t.name]["usable"])
     assert_caught_every_drop(run, "g_full", host["tracers"][first_usable]["probe"])
     assert first_usable == "bpftrace"  # everything fits on the guest; bpftrace comes first
+
+
+def test_a_failed_module_build_is_every_hosts_one_sentence(lab_fleet: LabFleet, lab_guest: GuestVM, tmp_path: Path) -> None:
+    """Debian's own systemtap 4.8 runtime does not build for 6.1.19x (task_work_cancel changed).
+    With it back in place, the build fails once, on the host that can build, and both hosts of the
+    release say why in one sentence: no stack trace, no second attempt."""
+    runtime = "/usr/share/systemtap/runtime"
+    swap = f"mv {runtime} {runtime}.fixed && mv {runtime}.debian-orig {runtime}"
+    restore = f"mv {runtime} {runtime}.debian-orig && mv {runtime}.fixed {runtime}"
+    inventory = guest_inventory(lab_fleet, lab_guest, tmp_path / "inventory.yml", "full", "runtime")
+    lab_guest.check(swap)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "fleetdiag", "collect", "-i", str(inventory), "--duration", "5", "--tracer", "stap",
+             "-o", "json", "--known-hosts", str(lab_guest.known_hosts_path)],
+            capture_output=True, text=True, timeout=1200, env={**os.environ, "FLEETDIAG_CACHE_DIR": str(tmp_path / "cache")},
+        )  # fmt: skip
+    finally:
+        lab_guest.check(restore)
+    assert result.returncode == 4, result.stderr  # no host collected
+    hosts = {host["name"]: host for host in json.loads(result.stdout)["hosts"]}
+    expected = f"systemtap's runtime does not build for {lab_guest.kernel_release} (task_work_cancel changed): update systemtap"
+    for name in ("g_full", "g_runtime"):
+        assert hosts[name]["status"] == "failed"
+        assert hosts[name]["error"].startswith(f"systemtap module build failed on {lab_guest.kernel_release}: {expected}")
+        assert hosts[name]["error"].endswith("(systemtap module build on g_full)")
+        assert "Traceback" not in hosts[name]["error"] and "\n" not in hosts[name]["error"]
+    assert not list((tmp_path / "cache").rglob("*.ko.gz"))
+    assert leftovers(lab_guest) == ""
