@@ -72,7 +72,8 @@ def build_window_script(plan: ProbePlan, duration_s: int, follow: bool = False, 
     env = " ".join(f"{key}={shlex.quote(value)}" for key, value in plan.env.items())
     script = probe_text("run_window.sh")
     return (
-        script.replace("@@FOLLOW@@", "1" if follow else "0")
+        script.replace("@@SESSION@@", probe_text("host_session.sh").rstrip())
+        .replace("@@FOLLOW@@", "1" if follow else "0")
         .replace("@@FILES@@", files)
         .replace("@@ENV@@", env)
         .replace("@@PREPARE@@", _prepare_block(plan))

@@ -4,35 +4,7 @@
 # backstop, `timeout` ends it @@LIFETIME@@ s after it starts, even if the controller
 # or the SSH session is gone. Output is framed in "@@fleetdiag NAME" sections and
 # printed only at the end; the probe's own output stays in a private temp dir until then.
-set -u
-umask 077
-d=""
-pid=""
-mounted=""
-watcher=""
-
-cleanup() {
-  if [ -n "$watcher" ]; then kill "$watcher" 2>/dev/null; fi
-  if [ -n "$pid" ]; then
-    kill -INT "$pid" 2>/dev/null
-    sleep 1
-    kill -KILL "$pid" 2>/dev/null
-  fi
-  if [ -n "$mounted" ]; then umount /sys/kernel/tracing 2>/dev/null; fi
-  if [ -n "$d" ]; then rm -rf "$d"; fi
-}
-trap cleanup EXIT
-trap 'exit 129' HUP INT TERM PIPE
-
-fail() {
-  echo '@@fleetdiag error'
-  echo "$1"
-  exit 3
-}
-
-d=$(mktemp -d "${TMPDIR:-/tmp}/fleetdiag.XXXXXXXX" 2>/dev/null) ||
-  fail "no writable temp dir: mktemp -d failed in ${TMPDIR:-/tmp}"
-cd "$d" || fail "cannot enter the temp dir $d"
+@@SESSION@@
 
 # The tracers need tracefs; mount it only if nobody has, and unmount it after.
 if [ ! -d /sys/kernel/tracing/events ] && [ ! -d /sys/kernel/debug/tracing/events ] &&
@@ -52,16 +24,8 @@ fi
 @@ENV@@ timeout -s INT -k 2 @@LIFETIME@@ @@COMMAND@@ >"$d/out" 2>"$d/err" </dev/null &
 pid=$!
 
-# The controller holds stdin open for the whole session ($1 says so): EOF means it asked
-# us to stop, or died. Then end the window now; results still print if anyone listens,
-# and a dead reader ends the script through the PIPE trap. (An async list's stdin is
-# /dev/null without job control, hence fd 3.)
-if [ "${1:-}" = stop-on-stdin-eof ]; then
-  exec 3<&0
-  (while read -r _ <&3; do :; done; kill -INT "$pid" 2>/dev/null) &
-  watcher=$!
-  exec 3<&-
-fi
+# Stdin's EOF (a stop, or a dead controller) ends the window now.
+stop_on_stdin_eof "${1:-}"
 
 # The window opens when the probe says it is watching; the counters are read then.
 # Checked with builtins (read, not grep): a sweep starts this on every host at once.

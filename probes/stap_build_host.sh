@@ -3,37 +3,13 @@
 # The controller ships what this prints (gzip, base64) to every host with the same release; they
 # need only systemtap-runtime. The compile is bounded by `timeout` here on the host, and ends early
 # when the controller closes our stdin (it asked to stop, or died).
-set -u
-umask 077
-d=""
-pid=""
-watcher=""
-cleanup() {
-  if [ -n "$watcher" ]; then kill "$watcher" 2>/dev/null; fi
-  if [ -n "$pid" ]; then kill -INT "$pid" 2>/dev/null; sleep 1; kill -KILL "$pid" 2>/dev/null; fi
-  if [ -n "$d" ]; then rm -rf "$d"; fi
-}
-trap cleanup EXIT
-trap 'exit 129' HUP INT TERM PIPE
-fail() {
-  echo '@@fleetdiag error'
-  echo "$1"
-  exit 3
-}
-d=$(mktemp -d "${TMPDIR:-/tmp}/fleetdiag.XXXXXXXX" 2>/dev/null) ||
-  fail "no writable temp dir: mktemp -d failed in ${TMPDIR:-/tmp}"
-cd "$d" || fail "cannot enter the temp dir $d"
+@@SESSION@@
 
 @@FILES@@
 
 timeout -s INT -k 5 @@TIMEOUT@@ sh build.sh >build_out 2>build_err </dev/null &
 pid=$!
-if [ "${1:-}" = stop-on-stdin-eof ]; then
-  exec 3<&0
-  (while read -r _ <&3; do :; done; kill -INT "$pid" 2>/dev/null) &
-  watcher=$!
-  exec 3<&-
-fi
+stop_on_stdin_eof "${1:-}"
 wait "$pid"
 rc=$?
 pid=""

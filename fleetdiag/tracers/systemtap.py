@@ -110,7 +110,7 @@ def verdict(facts: HostFacts) -> Verdict:
         chosen = tier(facts)
         where = "tcp_add_backlog return" if chosen == "tcp_add_backlog_return" else "the TCPBacklogDrop line"
         return Verdict(True, f"systemtap {facts.stap_version}, debuginfo, {where}", f"stap:{chosen}")
-    if facts.staprun and "tcp_add_backlog" in facts.kernel_symbols | {"tcp_v4_rcv"}:
+    if facts.staprun and "tcp_add_backlog" in facts.kernel_symbols:
         return Verdict(
             True,
             f"systemtap-runtime only ({cannot_build}): runs a module built once for {facts.kernel} "
@@ -184,7 +184,7 @@ def build_script(facts: HostFacts) -> str:
     """A script that compiles the module in a private temp dir, prints it (gzip, base64) and removes all."""
     files = _build_files(facts)
     writes = "\n".join(write_file_command(filename, text) for filename, text in files.items())
-    return fill_template(insert_blocks(probe_text("stap_build_host.sh"), {"FILES": writes}), {"TIMEOUT": PREPARE_TIMEOUT_S})
+    return fill_template(insert_blocks(probe_text("stap_build_host.sh"), {"SESSION": probe_text("host_session.sh"), "FILES": writes}), {"TIMEOUT": PREPARE_TIMEOUT_S})
 
 
 def parse_build(output: str, facts: HostFacts, built_on: str, seconds: float) -> StapModule:

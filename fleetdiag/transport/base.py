@@ -29,23 +29,6 @@ def reply(data: bytes) -> bytes:
     return f"{len(data)}\n".encode() + data
 
 
-class QuestionCounter:
-    """Counts the ASK_MARKER lines in a stream that arrives in arbitrary chunks (only new bytes are read)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._partial = b""
-
-    def feed(self, chunk: bytes) -> int:
-        """Add bytes; the number of questions asked so far."""
-        *lines, self._partial = (self._partial + chunk).split(b"\n")
-        self.count += sum(1 for line in lines if line == _ASK_LINE)
-        return self.count
-
-
-_ASK_LINE = ASK_MARKER.encode()
-
-
 class LineSplitter:
     """Feeds ``on_line`` each complete line of a stream that arrives in arbitrary chunks."""
 
@@ -58,6 +41,23 @@ class LineSplitter:
         *lines, self._partial = (self._partial + chunk).split(b"\n")
         for line in lines:
             self.on_line(line.decode("utf-8", "replace"))
+
+
+class QuestionCounter:
+    """Counts the ASK_MARKER lines in a stream that arrives in arbitrary chunks."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lines = LineSplitter(self._line)
+
+    def _line(self, line: str) -> None:
+        if line == ASK_MARKER:
+            self.count += 1
+
+    def feed(self, chunk: bytes) -> int:
+        """Add bytes; the number of questions asked so far."""
+        self._lines.feed(chunk)
+        return self.count
 
 
 @dataclass(frozen=True)
