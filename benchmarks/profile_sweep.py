@@ -35,7 +35,8 @@ from fleetdiag import (
 from fleetdiag.inventory import load_inventory
 from fleetdiag.model import Window
 from fleetdiag.sections import section_header
-from fleetdiag.sweep import SweepOptions, run_sweep
+import fleetdiag.sweep as _sweep_mod
+from fleetdiag.sweep import SweepOptions
 from fleetdiag.transport import SshOptions
 from tests.lab.fleet import LabFleet
 
@@ -109,6 +110,7 @@ def main() -> int:
         host_cpu_before = fleet.cpu.seconds() if fleet.cpu else None
         cpu_before = time.process_time()
         started = time.monotonic()
+        started_epoch = time.time()
         roles: dict[str, float] = {}
         sampler_stop = threading.Event()
 
@@ -118,7 +120,7 @@ def main() -> int:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        sweep = run_sweep(inventory.hosts, options, progress)
+        sweep = _sweep_mod.run_sweep(inventory.hosts, options, progress)
         sampler_stop.set()
         wall = time.monotonic() - started
         cpu = time.process_time() - cpu_before
@@ -132,6 +134,11 @@ def main() -> int:
     for stage in ("connecting", "collecting", "waiting", "watching", "done"):
         label = {"collecting": "connected", "waiting": "detected", "watching": "window sent"}.get(stage, stage)
         print(f"  {label:12s} {percentiles(list(stamps[stage].values()))}")
+    for label, values in (
+        ("window open", [h.window_start - started_epoch for h in sweep.hosts if h.window_start]),
+        ("window shut", [h.window_end - started_epoch for h in sweep.hosts if h.window_end]),
+    ):  # the hosts' own clocks: the lab shares the controller's
+        print(f"  {label:12s} {percentiles(values)}")
     detect = [stamps["waiting"][h] - stamps["collecting"][h] for h in stamps["waiting"] if h in stamps["collecting"]]
     window = [stamps["done"][h] - stamps["watching"][h] for h in stamps["watching"] if h in stamps["done"]]
     connect = [stamps["collecting"][h] - stamps["connecting"][h] for h in stamps["collecting"]]

@@ -78,6 +78,7 @@ def build_window_script(plan: ProbePlan, duration_s: int, follow: bool = False, 
         .replace("@@ENV@@", env)
         .replace("@@PREPARE@@", _prepare_block(plan))
         .replace("@@READY@@", _READY_QUESTION if ask_before_start else ":")
+        .replace("@@TRACES@@", "1" if plan.traces else "0")
         .replace("@@LIFETIME@@", str(probe_lifetime_s(duration_s, plan.attach_allowance_s)))
         .replace("@@COMMAND@@", plan.command)
     )

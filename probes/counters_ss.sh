@@ -3,8 +3,9 @@
 #
 # Lower fidelity than a probe, and reported as such: `d` counts every drop the socket saw
 # (backlog full, receive buffer full, out-of-order pruning, filters...), samples miss what
-# happened to a socket after its last sample, and bl/r are sampled maxima, not values at a
-# drop. The TcpExt counters around the window stay exact. PORT 0 means every port.
+# happened to a socket after its last sample (and before its first, taken as this starts,
+# just after the window opened), and bl/r are sampled maxima, not values at a drop. The
+# TcpExt counters around the window stay exact. PORT 0 means every port.
 #
 # Cheap on purpose (a sweep runs this on every host at once): one awk folds every sample in
 # memory and prints one line per socket at the end; per sample only `ss` and `sleep` run.
@@ -13,24 +14,52 @@ duration=@@DURATION@@
 interval=@@INTERVAL@@
 port=@@PORT@@
 
+# Each family costs ss a walk of the kernel's whole TCP hash table (about 1 ms here): skip
+# IPv6's when this namespace has no IPv6 TCP socket (sockstat6, read with a builtin).
+families() {
+  fam=""
+  while read -r proto _ n _; do
+    if [ "$proto" = TCP6: ]; then [ "$n" = 0 ] && fam=-4; break; fi
+  done 2>/dev/null </proc/net/sockstat6 || fam=-4 # no IPv6 at all
+}
+
 sample() {
-  if [ "$port" -eq 0 ]; then ss -tanm; else ss -tanm "( sport = :$port or dport = :$port )"; fi
+  families
+  if [ "$port" -eq 0 ]; then ss $fam -tanm; else ss $fam -tanm "( sport = :$port or dport = :$port )"; fi
   echo "@@sample"
 }
 
-# Samples at 0, interval, ... duration; a stop (INT from the window script) takes one last
-# sample and ends the input, and the aggregator then reports.
+# The host's uptime in centiseconds (a builtin read: no process per tick).
+uptime_cs() {
+  read -r up _ </proc/uptime
+  now=${up%.*}${up#*.}
+}
+
+# Samples at the window's start, every interval after it, and at its end, on the clock
+# (sleep only what is left to the next tick, so the samples' own time never stretches
+# the window). A stop (INT from the window script) takes one last sample and ends the
+# input, and the aggregator then reports.
 sampler() {
   trap 'sample; exit 0' INT TERM
-  samples=$((duration / interval))
-  i=0
+  uptime_cs
+  start=${FLEETDIAG_WINDOW_START_CS:-$now} # when the window script opened the window
+  end=$((start + duration * 100))
+  tick=$start
   sample
   # Said by the shell on the probe's own stdout (fd 3), not by awk, which may buffer its output.
   echo "@@attached" >&3
-  while [ "$i" -lt "$samples" ]; do
-    sleep "$interval"
+  while [ "$tick" -lt "$end" ]; do
+    tick=$((tick + interval * 100))
+    if [ "$tick" -gt "$end" ]; then tick=$end; fi
+    uptime_cs
+    left=$((tick - now))
+    # A tick already past (a late start, a busy host) is skipped; the window's end never is.
+    if [ "$left" -le 0 ] && [ "$tick" -lt "$end" ]; then continue; fi
+    if [ "$left" -gt 0 ]; then
+      cs=$((left % 100 + 100))
+      sleep "$((left / 100)).${cs#1}"
+    fi
     sample
-    i=$((i + 1))
   done
 }
 

@@ -6,8 +6,8 @@
 # printed only at the end; the probe's own output stays in a private temp dir until then.
 @@SESSION@@
 
-# The tracers need tracefs; mount it only if nobody has, and unmount it after.
-if [ ! -d /sys/kernel/tracing/events ] && [ ! -d /sys/kernel/debug/tracing/events ] &&
+# A tracer needs tracefs; mount it only if nobody has, and unmount it after.
+if [ @@TRACES@@ = 1 ] && [ ! -d /sys/kernel/tracing/events ] && [ ! -d /sys/kernel/debug/tracing/events ] &&
   [ -d /sys/kernel/tracing ] && [ "$(id -u)" = 0 ]; then
   mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null && mounted=1
 fi
@@ -17,36 +17,71 @@ fi
 # Tracers that compile first (systemtap) do it here, before the window: it opens at attach.
 @@PREPARE@@
 
+# The window's times: /proc/uptime, read with a builtin, against one `date` taken now. A sweep
+# opens and closes every host's window at the same moment; nothing is forked for the clock then.
+read -r fd_up0 _ </proc/uptime
+fd_ns0=$(date +%s%N)
+case $fd_ns0 in '' | *[!0-9]*) fd_ns0=$(($(date +%s) * 1000000000)) ;; esac # a date without %N
+# Sets $now (epoch seconds, as date +%s.%N prints them) and $now_cs (uptime, centiseconds).
+clock() {
+  read -r fd_up _ </proc/uptime
+  now_cs=${fd_up%.*}${fd_up#*.}
+  fd_ns=$((fd_ns0 + (now_cs - ${fd_up0%.*}${fd_up0#*.}) * 10000000))
+  fd_frac=$((fd_ns % 1000000000 + 1000000000))
+  now=$((fd_ns / 1000000000)).${fd_frac#1}
+}
+
+# Section headers as files, so that one `cat` prints the whole result at the end.
+echo '@@fleetdiag counters_after' >"$d/section.counters_after"
+echo '@@fleetdiag probe_out' >"$d/section.probe_out"
+
 # In a sweep everything above runs while the other hosts still connect; the controller then
 # says "go" to all at once (its window gate), so the windows start together and cheaply.
 @@READY@@
 
-@@ENV@@ timeout -s INT -k 2 @@LIFETIME@@ @@COMMAND@@ >"$d/out" 2>"$d/err" </dev/null &
-pid=$!
-
-# Stdin's EOF (a stop, or a dead controller) ends the window now.
-stop_on_stdin_eof "${1:-}"
-
-# The window opens when the probe says it is watching; the counters are read then.
-# Checked with builtins (read, not grep): a sweep starts this on every host at once.
-attached() {
-  while IFS= read -r line; do
-    case $line in *@@attached*) return 0 ;; esac # bpftrace -f json wraps it in a JSON line
-  done <"$d/out"
-  return 1
+start_probe() {
+  FLEETDIAG_WINDOW_START_CS=${start_cs:-} @@ENV@@ timeout -s INT -k 2 @@LIFETIME@@ @@COMMAND@@ >"$d/out" 2>"$d/err" </dev/null &
+  pid=$!
+  # Stdin's EOF (a stop, or a dead controller) ends the window now.
+  stop_on_stdin_eof "${1:-}"
 }
-while ! attached; do
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.05
-done
-start=$(date +%s.%N)
-{ echo '@@fleetdiag counters_before'; cat /proc/net/netstat; } >"$d/before" 2>/dev/null
+
+# The window opens with the TcpExt counters read.
+open_window() {
+  clock
+  start=$now
+  start_cs=$now_cs
+  { echo '@@fleetdiag counters_before'; cat /proc/net/netstat; } >"$d/before" 2>/dev/null
+}
+
+if [ @@TRACES@@ = 1 ]; then
+  # A tracer: the window opens when the probe says it is watching. Checked with builtins
+  # (read, not grep): a sweep starts this on every host at once.
+  attached() {
+    while IFS= read -r line; do
+      case $line in *@@attached*) return 0 ;; esac # bpftrace -f json wraps it in a JSON line
+    done <"$d/out"
+    return 1
+  }
+  start_probe "${1:-}"
+  while ! attached; do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  open_window
+else
+  # The counters tier: they are the window's instrument, so it opens now; the sampler
+  # starts after and keeps to the window's end (FLEETDIAG_WINDOW_START_CS).
+  open_window
+  start_probe "${1:-}"
+fi
 
 # --follow: once a second, the probe's new lines (at most 20, 4 KB each) and the
 # namespace's drop counters, framed "@@live" so the sections below ignore them.
 if [ "@@FOLLOW@@" = 1 ]; then
   live_counters() {
-    awk -v t="$(date +%s.%N)" '/^TcpExt:/ {
+    clock
+    awk -v t="$now" '/^TcpExt:/ {
       if (!named) { for (i = 2; i <= NF; i++) name[i] = $i; named = 1; next }
       line = "@@live tcpext " t
       for (i = 2; i <= NF; i++) if (name[i] ~ /Drop|Prune|Collapsed|MemoryPressures|Overflow/) line = line " " name[i] "=" $i
@@ -69,11 +104,11 @@ wait "$pid"
 rc=$?
 pid=""
 if [ -n "$watcher" ]; then kill "$watcher" 2>/dev/null; watcher=""; fi
-end=$(date +%s.%N)
-{ echo '@@fleetdiag counters_after'; cat /proc/net/netstat; echo '@@fleetdiag probe_out'; } >"$d/after" 2>/dev/null
-
+clock
+end=$now
 echo '@@fleetdiag window'
 echo "$start $end $rc"
-cat "$d/before" "$d/after" "$d/out"
+# One process prints the rest, the TcpExt counters read now between the files that frame them.
+cat "$d/before" "$d/section.counters_after" /proc/net/netstat "$d/section.probe_out" "$d/out" 2>/dev/null
 echo '@@fleetdiag probe_err'
 if [ -s "$d/err" ]; then head -c 16384 "$d/err"; fi

@@ -59,16 +59,27 @@ def parse_netns(out: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+# Builtins where a process is not needed: a sweep runs detection on every host at once,
+# and on the lab's shared cores each process is a millisecond of everyone's wait.
+# Sets $u to the effective uid (`id -u`), from /proc/self/status's "Uid: real effective saved fs".
+EUID_SH = """u=""
+while read -r k _ e _; do if [ "$k" = Uid: ]; then u=$e; break; fi; done </proc/self/status
+[ -n "$u" ] || u=$(id -u)"""
+EUID_COMMAND = EUID_SH + '\necho "$u"'
+
 # Only asked when not root: a non-root login with passwordless sudo just needs --become.
-SUDO_COMMAND = """
-if [ "$(id -u)" = 0 ]; then echo root
+SUDO_COMMAND = f"""{EUID_SH}
+if [ "$u" = 0 ]; then echo root
 elif command -v sudo >/dev/null && sudo -n true </dev/null; then echo passwordless
 else echo password
-fi
-"""
+fi"""
 
-KERNEL = Fact("kernel", "uname -r", _first_line)
-OS_RELEASE = Fact("os_release", "cat /etc/os-release", parse_os_release_fields)
-UID = Fact("uid", "id -u", parse_uid)
+# The release as uname -r prints it (both read this UTS namespace's utsname).
+KERNEL_COMMAND = "if read -r r </proc/sys/kernel/osrelease; then echo \"$r\"; else uname -r; fi"
+OS_RELEASE_COMMAND = "while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done </etc/os-release"
+
+KERNEL = Fact("kernel", KERNEL_COMMAND, _first_line)
+OS_RELEASE = Fact("os_release", OS_RELEASE_COMMAND, parse_os_release_fields)
+UID = Fact("uid", EUID_COMMAND, parse_uid)
 SUDO = Fact("sudo", SUDO_COMMAND, parse_sudo)
 NETNS = Fact("netns", "readlink /proc/self/ns/net", parse_netns)

@@ -37,6 +37,12 @@ class ProbePlan:
     its module there; a later version may ship a module built once per kernel release
     instead); ``command`` then runs, prints ``@@attached`` on stdout once it is
     watching, and ends by itself when the window is over.
+
+    A TRACED plan runs a kernel tracer: its window opens when it prints ``@@attached``, and the
+    host mounts tracefs for it if nobody has. The counters tier (SAMPLED, COUNTERS) reads what
+    the kernel counts anyway, so its window opens when the TcpExt counters are read; its
+    sampler starts then and keeps to the window's end, read from ``FLEETDIAG_WINDOW_START_CS``
+    (the host's uptime in centiseconds when the window opened).
     """
 
     tracer: str
@@ -48,6 +54,11 @@ class ProbePlan:
     prepare_timeout_s: int = 0
     attach_allowance_s: int = DEFAULT_ATTACH_S
     fidelity: Fidelity = Fidelity.TRACED
+
+    @property
+    def traces(self) -> bool:
+        """Whether the command is a kernel tracer (see the class docstring)."""
+        return self.fidelity is Fidelity.TRACED
 
 
 class Tracer(Protocol):

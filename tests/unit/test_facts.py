@@ -326,3 +326,25 @@ def test_counters_only_detection_gathers_what_that_tier_reads_and_says_so():
     tracer, verdicts = choose(facts, "counters")
     assert tracer is not None and tracer.name == "counters"
     assert all(v.reason.startswith("not examined: --tracer counters") for n, v in verdicts.items() if n != "counters")
+
+
+@pytest.mark.skipif(not os.path.exists("/etc/os-release"), reason="no /etc/os-release on this machine")
+def test_host_facts_read_with_builtins_match_the_tools_they_replace(tmp_path):
+    """kernel, os_release and uid are read without a process each; they must say what uname, cat and id say."""
+    from fleetdiag.facts.host import EUID_COMMAND, KERNEL_COMMAND, OS_RELEASE_COMMAND
+
+    def sh(command: str, *prefix: str) -> str:
+        return subprocess.run([*prefix, "sh", "-c", command], capture_output=True, text=True, timeout=30, check=True).stdout
+
+    assert sh(KERNEL_COMMAND) == sh("uname -r")
+    assert sh(OS_RELEASE_COMMAND).rstrip("\n") == sh("cat /etc/os-release").rstrip("\n")
+    assert sh(EUID_COMMAND) == sh("id -u")
+    # A last line without its newline, and backslashes, come through as they are.
+    odd = tmp_path / "os-release"
+    odd.write_text('NAME="a\\nb"\nPRETTY_NAME="Odd 1"')
+    assert parse_os_release(sh(OS_RELEASE_COMMAND.replace("/etc/os-release", str(odd)))) == "Odd 1"
+    assert "a\\nb" in sh(OS_RELEASE_COMMAND.replace("/etc/os-release", str(odd)))
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() == 0 and setpriv:  # an unprivileged login reads its own uid too
+        as_nobody = (setpriv, "--reuid=65534", "--regid=65534", "--clear-groups")
+        assert sh(EUID_COMMAND, *as_nobody) == "65534\n"

@@ -101,7 +101,8 @@ def test_the_window_sets_up_before_the_gate_and_starts_on_go(tmp_path):
 
     script = f"export TMPDIR={tmp_path}\n" + detect_then_window_script("echo facts")
     result = LocalTransport().run(script, 20, answer=answer)
-    assert seen == [[], ["a.txt"]]  # set up before "go"; nothing started yet
+    # Set up before "go" (the plan's file, the result's section headers); nothing started yet.
+    assert seen == [[], ["a.txt", "section.counters_after", "section.probe_out"]]
     assert "@@fleetdiag window" in result.stdout and "hello\n@@attached" in result.stdout
     assert not list(tmp_path.iterdir())  # and removed after
 

@@ -95,3 +95,54 @@ def _facts():
     from fleetdiag.facts import parse_facts
 
     return parse_facts(fixture_text("detection/debian12-6.18-all-facts/stdout.txt"))
+
+
+def _fake_ss(tmp_path):
+    """An ss that logs its arguments and the host's uptime, and prints one sample."""
+    sample = FIXTURES / "tracers" / "ss-tanm-before.txt"
+    fake = tmp_path / "bin" / "ss"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\nread -r up _ </proc/uptime\necho "$up $*" >> {tmp_path}/calls\ncat {sample}\n')
+    fake.chmod(0o755)
+    return {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
+
+
+def _uptime_cs() -> int:
+    with open("/proc/uptime") as f:
+        return round(float(f.read().split()[0]) * 100)
+
+
+def test_the_sampler_keeps_to_the_window_it_was_started_in(tmp_path):
+    """Samples on the window's clock: at its start, each interval, and its end, which comes
+    from FLEETDIAG_WINDOW_START_CS (when the window script opened it), not from the sampler's start."""
+    env = _fake_ss(tmp_path)
+    script = counters.plan(dataclasses.replace(_facts(), tools=frozenset({"ss"})), Window(3)).files["probe.sh"]
+    (tmp_path / "probe.sh").write_text(script)
+    opened = _uptime_cs() - 100  # the window opened a second ago
+    done = subprocess.run(["sh", "probe.sh"], cwd=tmp_path, capture_output=True, text=True, timeout=30,
+                          env={**env, "FLEETDIAG_WINDOW_START_CS": str(opened)})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith("@@window_end")
+    times = [round(float(line.split()[0]) * 100) for line in (tmp_path / "calls").read_text().splitlines()]
+    # At once (a second late), then at 2 s and at 3 s after the window opened: not 3 s after the sampler started.
+    assert len(times) == 3, times
+    assert [t - opened for t in times[1:]] == pytest.approx([200, 300], abs=15)
+
+
+@pytest.mark.parametrize(("sockstat6", "families"), [
+    ("TCP6: inuse 0\nUDP6: inuse 2\n", "-4 -tanm"),  # no IPv6 TCP socket: skip that family's walk
+    ("TCP6: inuse 3\nUDP6: inuse 0\n", "-tanm"),
+    (None, "-4 -tanm"),  # no IPv6 in this kernel at all
+])  # fmt: skip
+def test_the_sampler_asks_ss_only_for_the_families_in_use(tmp_path, sockstat6, families):
+    env = _fake_ss(tmp_path)
+    path = tmp_path / "sockstat6"
+    if sockstat6 is not None:
+        path.write_text(sockstat6)
+    script = counters.plan(dataclasses.replace(_facts(), tools=frozenset({"ss"})), Window(1)).files["probe.sh"]
+    assert "/proc/net/sockstat6" in script
+    (tmp_path / "probe.sh").write_text(script.replace("/proc/net/sockstat6", str(path)))
+    done = subprocess.run(["sh", "probe.sh"], cwd=tmp_path, capture_output=True, text=True, timeout=30, env=env)
+    assert done.returncode == 0, done.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls and all(line.split(" ", 1)[1] == families for line in calls), calls

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import time
 
 from fleetdiag.collector import window_result
 from fleetdiag.model import HostSpec, Status, Window
@@ -26,12 +27,31 @@ def test_window_script_is_valid_shell_and_carries_the_probe(facts_6_18):
 
 
 def test_window_script_runs_the_counters_tier_for_real(facts_6_18):
-    script = build_window_script(counters.plan(facts_6_18, Window(1)), 1)
+    script = build_window_script(counters.plan(facts_6_18, Window(2)), 2)
+    launched = time.time()
     done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
     result = window_result(SPEC, facts_6_18, counters, "counters", CommandResult(done.stdout, done.stderr, done.returncode))
     assert result.status is Status.OK, result.error
     assert result.counters["TCPBacklogDrop"] == 0
-    assert 0.9 < result.window_end - result.window_start < 5
+    # The host's clock (uptime against one `date`) says the epoch time, to its 10 ms...
+    assert launched - 0.05 <= result.window_start <= launched + 2, (launched, result.window_start)
+    # ...and the sampler keeps to the window: its samples' own time does not stretch it.
+    assert 1.98 <= result.window_end - result.window_start < 2.5
+
+
+def test_the_counters_window_opens_before_its_sampler_starts():
+    """The counters tier's instrument is TcpExt, read by the script: a slow sampler start is not a late window."""
+    from fleetdiag.model import Fidelity
+    from fleetdiag.sections import split_sections
+    from fleetdiag.tracers.base import ProbePlan
+
+    slow_start = "sh -c 'sleep 1; echo @@attached; sleep 1'"
+    for fidelity, opened_after_s in ((Fidelity.SAMPLED, 0.0), (Fidelity.TRACED, 0.9)):
+        script = build_window_script(ProbePlan(tracer="x", probe="x", command=slow_start, fidelity=fidelity), 2)
+        launched = time.time()
+        done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+        start, end, _ = split_sections(done.stdout)["window"].split()
+        assert opened_after_s <= float(start) - launched + 0.05 < opened_after_s + 0.8, (fidelity, done.stdout)
 
 
 def test_recorded_bpftrace_window(facts_6_18):
