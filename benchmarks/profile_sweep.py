@@ -28,6 +28,7 @@ import paramiko
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import fleetdiag.sweep as _sweep_mod
 from fleetdiag import (
     collector,
     facts,
@@ -35,7 +36,6 @@ from fleetdiag import (
 from fleetdiag.inventory import load_inventory
 from fleetdiag.model import Window
 from fleetdiag.sections import section_header
-import fleetdiag.sweep as _sweep_mod
 from fleetdiag.sweep import SweepOptions
 from fleetdiag.transport import SshOptions
 from tests.lab.fleet import LabFleet

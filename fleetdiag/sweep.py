@@ -20,8 +20,8 @@ from fleetdiag.collector import DETECTION_TIMEOUT_S, check_host, collect_host
 from fleetdiag.errors import HostError, UnreachableError
 from fleetdiag.interrupt import StopRequest
 from fleetdiag.live import LiveCallback
-from fleetdiag.module_builds import ModuleBuilds, ModuleCache, default_cache_dir
 from fleetdiag.model import HostCheck, HostResult, HostSpec, Status, Sweep, Window
+from fleetdiag.module_builds import ModuleBuilds, ModuleCache, default_cache_dir
 from fleetdiag.transport import SshOptions, Transport, open_transport
 from fleetdiag.window_gate import WindowGate
 

@@ -7,7 +7,6 @@ import sys
 from typing import Any, Sequence
 
 import click
-from tabulate import tabulate
 
 from fleetdiag import tracers
 from fleetdiag.cli.environment import Environment
@@ -47,6 +46,8 @@ def check_document(checks: Sequence[HostCheck]) -> dict[str, Any]:
 
 def check_table(checks: Sequence[HostCheck]) -> str:
     """One block per host: its kernel and chosen probe, then each tracer's verdict and why."""
+    from tabulate import tabulate  # when a table is drawn: `collect -o json` starts without it
+
     rows = []
     for c in checks:
         rows.append([c.name, c.kernel or "-", c.status.value, c.probe or "-", c.error or ""])

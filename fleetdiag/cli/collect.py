@@ -22,7 +22,6 @@ from fleetdiag.interrupt import stop_on_signals
 from fleetdiag.live import describe
 from fleetdiag.model import HostResult, HostSpec, Sweep, Window
 from fleetdiag.render import RENDERERS, jsonl
-from fleetdiag.render.prom import write_prom_file
 from fleetdiag.sweep import ProgressCallback, SweepOptions, run_sweep
 
 log = logging.getLogger("fleetdiag")
@@ -160,6 +159,8 @@ def _save(env: Environment, store: ResultsStore, sweep: Sweep, keep: int | None)
 
 
 def _write_prom(env: Environment, sweep: Sweep, path: str) -> None:
+    from fleetdiag.render.prom import write_prom_file  # prometheus_client only when asked for
+
     try:
         write_prom_file(sweep, path)
     except OSError as exc:

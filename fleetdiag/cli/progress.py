@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 import threading
 from types import TracebackType
-
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from fleetdiag.cli.environment import Environment
 from fleetdiag.diagnosis import drops_seen
 from fleetdiag.model import HostResult, Status
+
+if TYPE_CHECKING:  # rich is imported only on a terminal: cron runs start without it
+    from rich.live import Live
+    from rich.text import Text
 
 log = logging.getLogger("fleetdiag")
 
@@ -39,6 +40,9 @@ class SweepProgress:
         self._lock = threading.Lock()
         self._live: Live | None = None
         if env.interactive:
+            from rich.console import Console
+            from rich.live import Live
+
             console = Console(file=env.stderr, force_terminal=True, no_color=env.no_color, highlight=False)
             self._live = Live(console=console, get_renderable=self.status, refresh_per_second=4, transient=True)
 
@@ -75,6 +79,8 @@ class SweepProgress:
     def print(self, line: str) -> None:
         """A line for people on stderr, above the live status when there is one."""
         if self._live is not None:
+            from rich.text import Text
+
             self._live.console.print(Text(line))
         else:
             with self._lock:
@@ -83,6 +89,8 @@ class SweepProgress:
 
     def status(self) -> Text:
         """The live status line, e.g. ``3 connecting · 10 watching · 5/20 done (1 failed) · window: 12 s left``."""
+        from rich.text import Text
+
         with self._lock:
             counts = {stage: 0 for stage in STAGES}
             for stage in self._stage.values():

@@ -5,11 +5,26 @@ from __future__ import annotations
 from typing import Callable
 
 from fleetdiag.model import Sweep
-from fleetdiag.render import json_doc, jsonl, prom, table
+from fleetdiag.render import json_doc, jsonl
+
+
+# table and prom import tabulate and prometheus_client when they are used: a JSON sweep
+# from cron (the common case for machines) starts without them (~45 ms of imports).
+def _table(sweep: Sweep) -> str:
+    from fleetdiag.render import table
+
+    return table.render(sweep)
+
+
+def _prom(sweep: Sweep) -> str:
+    from fleetdiag.render import prom
+
+    return prom.render(sweep)
+
 
 RENDERERS: dict[str, Callable[[Sweep], str]] = {
-    "table": table.render,
+    "table": _table,
     "json": json_doc.render,
     "jsonl": jsonl.render,
-    "prom": prom.render,
+    "prom": _prom,
 }

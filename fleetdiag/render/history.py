@@ -6,8 +6,6 @@ import json
 from dataclasses import asdict
 from typing import Any, Sequence
 
-from tabulate import tabulate
-
 from fleetdiag.history.compare import BETTER, GONE, NEW, WORSE, Change, SweepDiff
 from fleetdiag.history.store import SweepRecord
 
@@ -16,6 +14,8 @@ _TABULATE: dict[str, Any] = {"tablefmt": "simple", "disable_numparse": True}
 
 def records_table(records: Sequence[SweepRecord]) -> str:
     """One row per saved sweep, newest first."""
+    from tabulate import tabulate  # when a table is drawn: `collect -o json` starts without it
+
     if not records:
         return "No sweep is saved yet.\n"
     rows = [
@@ -56,6 +56,8 @@ def _rows(changes: Sequence[Change]) -> list[list[str]]:
 
 def diff_table(diff: SweepDiff, a: SweepRecord, b: SweepRecord) -> str:
     """New and worsened hosts and flows of B against A; improvements counted in one line."""
+    from tabulate import tabulate
+
     parts = [f"Comparing sweep {a.id} (A, {a.started_at}) with {b.id} (B, {b.started_at})."]
     hosts, flows = diff.of_kind(NEW, WORSE)
     headers = ["change", "host", "flow", "reason", "drops A", "drops B", "per minute A -> B"]

@@ -21,10 +21,10 @@ from fleetdiag.model import HostFacts, ProbeReport, Verdict, Window, frozen_map
 from fleetdiag.tracers.base import (
     ProbePlan,
     at_least,
+    bpf_access_problem,
     fill_template,
     kfree_skb_missing,
     kfree_skb_tier,
-    bpf_access_problem,
     probe_text,
 )
 from fleetdiag.tracers.bpftrace import (

@@ -27,11 +27,11 @@ from fleetdiag.model import (
 )
 from fleetdiag.tracers.base import (
     ProbePlan,
+    bpf_access_problem,
     fill_template,
     insert_blocks,
     kfree_skb_missing,
     kfree_skb_tier,
-    bpf_access_problem,
     probe_text,
 )
 

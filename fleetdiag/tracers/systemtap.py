@@ -25,10 +25,10 @@ from fleetdiag.sections import split_sections
 from fleetdiag.tracers.base import (
     ProbePlan,
     fill_template,
-    write_file_command,
     insert_blocks,
     privilege_problem,
     probe_text,
+    write_file_command,
 )
 from fleetdiag.tracers.records import parse_records
 

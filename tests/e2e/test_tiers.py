@@ -17,11 +17,11 @@ import time
 import pytest
 
 from fleetdiag.collector import detect, window_result
+from fleetdiag.diagnosis.reconcile import missed_verdicts, reconcile
 from fleetdiag.model import HostSpec, Status, Window
 from fleetdiag.tracers import bpftrace
 from fleetdiag.transport import SshOptions, open_transport
 from fleetdiag.window_script import build_window_script, remote_deadline_s
-from fleetdiag.diagnosis.reconcile import missed_verdicts, reconcile
 from tests.e2e.test_collect import assert_traced_or_flagged, attached, fleetdiag, probe_windows, wait_for_windows
 from tests.lab.backlog import start_backlog_traffic
 
