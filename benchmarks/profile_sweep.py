@@ -5,7 +5,8 @@
 
 Runs the sweep in this process (the same run_sweep the CLI calls) and prints, per phase,
 when hosts reached it (p50/p90/last, seconds from the start): connected, detected, window
-sent, done; the round trip of detection and of the window per host; the controller's CPU
+sent, done, and the hosts' own window open and shut times; the round trip of detection
+and of the window per host; the controller's CPU
 split between the per-host worker threads (commands, parsing) and paramiko's transport
 threads (key exchange, ciphers, packets), the peak thread count, and the host-side CPU.
 
@@ -28,7 +29,6 @@ import paramiko
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import fleetdiag.sweep as _sweep_mod
 from fleetdiag import (
     collector,
     facts,
@@ -120,7 +120,7 @@ def main() -> int:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        sweep = _sweep_mod.run_sweep(inventory.hosts, options, progress)
+        sweep = run_sweep(inventory.hosts, options, progress)
         sampler_stop.set()
         wall = time.monotonic() - started
         cpu = time.process_time() - cpu_before

@@ -31,3 +31,13 @@ def test_profile_benchmark_runs_and_prints_its_phases() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "3 ok" in done.stdout and "window round trip" in done.stdout and "paramiko transports" in done.stdout
+
+
+def test_session_cost_benchmark_runs_every_window_to_the_end() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "session_cost.py"), "--duration", "1", "--at-once", "3", "--rounds", "1"],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "3/3 windows complete" in done.stderr, done.stderr
+    assert re.search(r"detection\s+\d+\.\d\n\s+session\s+\d+\.\d", done.stdout), done.stdout
