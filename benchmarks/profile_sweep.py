@@ -36,7 +36,7 @@ from fleetdiag import (
 from fleetdiag.inventory import load_inventory
 from fleetdiag.model import Window
 from fleetdiag.sections import section_header
-from fleetdiag.sweep import SweepOptions
+from fleetdiag.sweep import SweepOptions, run_sweep
 from fleetdiag.transport import SshOptions
 from tests.lab.fleet import LabFleet
 
