@@ -26,11 +26,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fleetdiag.collector import _detection_from
-from fleetdiag.facts import detection_script
+from fleetdiag.facts import detection_script, parse_facts
 from fleetdiag.model import Window
 from fleetdiag.tracers import counters
-from fleetdiag.transport.base import CommandResult, reply
+from fleetdiag.transport.base import reply
 from fleetdiag.window_script import GO_REPLY, build_window_script, detect_then_window_script
 from tests.lab.fleet import LabFleet
 from tests.lab.requirements import missing_lab_requirements
@@ -76,7 +75,7 @@ def main() -> int:
         prefix = ["ip", "netns", "exec", host.netns]
         detection = detection_script(counters_only=True)
         facts_out = subprocess.run([*prefix, "sh", "-c", detection], capture_output=True, text=True, check=True).stdout
-        facts = _detection_from(CommandResult(facts_out, "", 0), "counters").facts
+        facts = parse_facts(facts_out)
         window = Window(args.duration)
         script = build_window_script(counters.plan(facts, window), args.duration, ask_before_start=True)
         session = detect_then_window_script(detection)

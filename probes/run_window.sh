@@ -19,7 +19,7 @@ fi
 
 # The window's times: /proc/uptime, read with a builtin, against one `date` taken now. A sweep
 # opens and closes every host's window at the same moment; nothing is forked for the clock then.
-read -r fd_up0 _ </proc/uptime
+read -r fd_up0 _ 2>/dev/null </proc/uptime || fail "cannot read /proc/uptime (the window's clock)"
 fd_ns0=$(date +%s%N)
 case $fd_ns0 in '' | *[!0-9]*) fd_ns0=$(($(date +%s) * 1000000000)) ;; esac # a date without %N
 # Sets $now (epoch seconds, as date +%s.%N prints them) and $now_cs (uptime, centiseconds).
