@@ -61,6 +61,7 @@ def parse_netns(out: str) -> int | None:
 
 # Builtins where a process is not needed: a sweep runs detection on every host at once,
 # and on the lab's shared cores each process is a millisecond of everyone's wait.
+
 # Sets $u to the effective uid (`id -u`), from /proc/self/status's "Uid: real effective saved fs".
 EUID_SH = """u=""
 while read -r k _ e _; do if [ "$k" = Uid: ]; then u=$e; break; fi; done </proc/self/status
