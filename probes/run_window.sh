@@ -19,14 +19,15 @@ fi
 
 # The window's times: /proc/uptime, read with a builtin, against one `date` taken now. A sweep
 # opens and closes every host's window at the same moment; nothing is forked for the clock then.
-read -r fd_up0 _ 2>/dev/null </proc/uptime || fail "cannot read /proc/uptime (the window's clock)"
+read -r fd_up _ 2>/dev/null </proc/uptime || fail "cannot read /proc/uptime (the window's clock)"
+fd_cs0=${fd_up%.*}${fd_up#*.} # centiseconds: /proc/uptime prints two decimals
 fd_ns0=$(date +%s%N)
 case $fd_ns0 in '' | *[!0-9]*) fd_ns0=$(($(date +%s) * 1000000000)) ;; esac # a date without %N
 # Sets $now (epoch seconds, as date +%s.%N prints them) and $now_cs (uptime, centiseconds).
 clock() {
   read -r fd_up _ </proc/uptime
   now_cs=${fd_up%.*}${fd_up#*.}
-  fd_ns=$((fd_ns0 + (now_cs - ${fd_up0%.*}${fd_up0#*.}) * 10000000))
+  fd_ns=$((fd_ns0 + (now_cs - fd_cs0) * 10000000))
   fd_frac=$((fd_ns % 1000000000 + 1000000000))
   now=$((fd_ns / 1000000000)).${fd_frac#1}
 }

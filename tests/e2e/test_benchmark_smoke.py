@@ -14,30 +14,25 @@ pytestmark = pytest.mark.lab
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def test_scale_benchmark_runs_and_prints_its_ratios() -> None:
-    done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "scale.py"), "--hosts", "3", "--repeat", "1", "--duration", "1"],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+def run_benchmark(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The benchmark as anyone runs it, with one command; it must succeed."""
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_scale_benchmark_runs_and_prints_its_ratios() -> None:
+    done = run_benchmark("scale.py", "--hosts", "3", "--repeat", "1", "--duration", "1")
     assert re.search(r"ratio c/b = \d+\.\d\d .* ratio c/a = \d+\.\d\d", done.stdout), done.stdout
     assert "hosts ok per round: [3]" in done.stdout
 
 
 def test_profile_benchmark_runs_and_prints_its_phases() -> None:
-    done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "profile_sweep.py"), "--hosts", "3", "--duration", "1"],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = run_benchmark("profile_sweep.py", "--hosts", "3", "--duration", "1")
     assert "3 ok" in done.stdout and "window round trip" in done.stdout and "paramiko transports" in done.stdout
 
 
 def test_session_cost_benchmark_runs_every_window_to_the_end() -> None:
-    done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "session_cost.py"), "--duration", "1", "--at-once", "3", "--rounds", "1"],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = run_benchmark("session_cost.py", "--duration", "1", "--at-once", "3", "--rounds", "1")
     assert "3/3 windows complete" in done.stderr, done.stderr
     assert re.search(r"detection\s+\d+\.\d\n\s+session\s+\d+\.\d", done.stdout), done.stdout
