@@ -76,7 +76,9 @@ def _detection_from(result: CommandResult, wanted: str) -> Detection:
     """Facts from the detection script's output, and the tracer chosen from them."""
     facts = parse_facts(result.stdout)
     if facts.kernel is None:
-        detail = _last_line(result.stderr) or f"exit code {result.exit_code}"
+        # The exit code tells a killed script from one whose report went missing on the way.
+        code = f"exit code {result.exit_code}" if result.exit_code >= 0 else ""
+        detail = ": ".join(part for part in (code, _last_line(result.stderr)) if part) or "no exit code"
         raise RemoteCommandError(f"detection printed no kernel release ({detail})")
     tracer, verdicts = tracers.choose(facts, wanted)
     return Detection(facts, tracer, verdicts)
@@ -341,7 +343,9 @@ def window_result(
     if "error" in sections:
         return _failed(spec, facts, probe, sections["error"].strip())
     if "window" not in sections:
-        detail = _last_line(result.stderr) or f"exit code {result.exit_code}"
+        # The exit code tells a killed script from one whose report went missing on the way.
+        code = f"exit code {result.exit_code}" if result.exit_code >= 0 else ""
+        detail = ": ".join(part for part in (code, _last_line(result.stderr)) if part) or "no exit code"
         return _failed(spec, facts, probe, f"the window script ended early ({detail})")
     start, end, rc = _window_line(sections["window"])
     probe_out = sections.get("probe_out", "")

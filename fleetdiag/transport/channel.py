@@ -74,11 +74,11 @@ class ChannelCommand:
         # fileno() is a pipe paramiko writes to whenever stdout or stderr data (or EOF) arrives.
         poller.register(channel.fileno(), select.POLLIN)
         try:
-            while not (channel.eof_received and not channel.recv_ready() and not channel.recv_stderr_ready()):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise RemoteCommandError(f"no answer from the host within {timeout:.0f} s")
-                poller.poll(min(remaining, 1.0) * 1000)
+            while True:
+                # Whether it ended is read before the buffers: paramiko queues a channel's data
+                # before its EOF and close, so once they are seen the reads below get the rest.
+                # (Checked after the reads, a last chunk arriving in between was left unread.)
+                ended = channel.eof_received or channel.closed or not channel.get_transport().is_active()
                 while channel.recv_ready():
                     chunk = channel.recv(_READ_SIZE)
                     out += chunk
@@ -95,8 +95,12 @@ class ChannelCommand:
                     data, more_s = answer(out.decode("utf-8", "replace"))
                     deadline = time.monotonic() + more_s
                     self._send(data)
-                if channel.closed or not channel.get_transport().is_active():
+                if ended:
                     break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RemoteCommandError(f"no answer from the host within {timeout:.0f} s")
+                poller.poll(min(remaining, 1.0) * 1000)
             exit_code = self._exit_code(deadline)
         finally:
             channel.close()

@@ -89,6 +89,8 @@ def test_cut_off_output_is_a_failure_not_a_crash(facts_6_18):
     )
     assert result.status is Status.FAILED
     assert "ended early (Killed)" in result.error
+    exited = window_result(SPEC, facts_6_18, bpftrace, "bpftrace:kfree_skb", CommandResult("", "Killed\n", 0))
+    assert exited.error == "the window script ended early (exit code 0: Killed)"
 
 
 def test_recorded_real_backlog_drops_on_a_lab_host():
