@@ -41,6 +41,9 @@ echo '@@fleetdiag probe_out' >"$d/section.probe_out"
 @@READY@@
 
 start_probe() {
+  # The file exists before the probe's own redirect makes it (in the background child), so the
+  # attach loop below never reads a file that is not there yet.
+  : >"$d/out"
   FLEETDIAG_WINDOW_START_CS=${start_cs:-} @@ENV@@ timeout -s INT -k 2 @@LIFETIME@@ @@COMMAND@@ >"$d/out" 2>"$d/err" </dev/null &
   pid=$!
   # Stdin's EOF (a stop, or a dead controller) ends the window now.
