@@ -76,10 +76,7 @@ def _detection_from(result: CommandResult, wanted: str) -> Detection:
     """Facts from the detection script's output, and the tracer chosen from them."""
     facts = parse_facts(result.stdout)
     if facts.kernel is None:
-        # The exit code tells a killed script from one whose report went missing on the way.
-        code = f"exit code {result.exit_code}" if result.exit_code >= 0 else ""
-        detail = ": ".join(part for part in (code, _last_line(result.stderr)) if part) or "no exit code"
-        raise RemoteCommandError(f"detection printed no kernel release ({detail})")
+        raise RemoteCommandError(f"detection printed no kernel release ({_how_it_ended(result)})")
     tracer, verdicts = tracers.choose(facts, wanted)
     return Detection(facts, tracer, verdicts)
 
@@ -343,10 +340,7 @@ def window_result(
     if "error" in sections:
         return _failed(spec, facts, probe, sections["error"].strip())
     if "window" not in sections:
-        # The exit code tells a killed script from one whose report went missing on the way.
-        code = f"exit code {result.exit_code}" if result.exit_code >= 0 else ""
-        detail = ": ".join(part for part in (code, _last_line(result.stderr)) if part) or "no exit code"
-        return _failed(spec, facts, probe, f"the window script ended early ({detail})")
+        return _failed(spec, facts, probe, f"the window script ended early ({_how_it_ended(result)})")
     start, end, rc = _window_line(sections["window"])
     probe_out = sections.get("probe_out", "")
     probe_err = sections.get("probe_err", "")
@@ -425,9 +419,12 @@ def _tracer_error(stderr: str) -> str | None:
     return found[0] if found else None
 
 
-def _last_line(text: str) -> str | None:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else None
+def _how_it_ended(result: CommandResult) -> str:
+    """A script's exit code and its last word on stderr, for a script whose output is missing.
+    The exit code tells a killed script from one whose report went missing on the way."""
+    code = f"exit code {result.exit_code}" if result.exit_code >= 0 else ""
+    lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+    return ": ".join(part for part in (code, lines[-1] if lines else "") if part) or "no exit code"
 
 
 def _raise_for_sudo(result: CommandResult) -> None:
