@@ -17,11 +17,20 @@ fi
 # Tracers that compile first (systemtap) do it here, before the window: it opens at attach.
 @@PREPARE@@
 
-# The window's times: /proc/uptime, read with a builtin, against one `date` taken now. A sweep
-# opens and closes every host's window at the same moment; nothing is forked for the clock then.
+# The window's times: /proc/uptime, read with a builtin, against the epoch time taken once now.
+# A sweep opens and closes every host's window at the same moment; nothing is forked for the
+# clock then. bash 5 says the epoch time itself ($EPOCHREALTIME, "seconds.microseconds", read
+# once: two reads could straddle a second); other shells ask `date`, a process per host that a
+# sweep pays while the other hosts still connect.
 read -r fd_up _ 2>/dev/null </proc/uptime || fail "cannot read /proc/uptime (the window's clock)"
 fd_cs0=${fd_up%.*}${fd_up#*.} # centiseconds: /proc/uptime prints two decimals
-fd_ns0=$(date +%s%N)
+fd_rt=${EPOCHREALTIME:-}
+case $fd_rt in
+  [0-9]*[.,][0-9][0-9][0-9][0-9][0-9][0-9]) # the decimal point follows the locale
+    fd_us=${fd_rt#*[.,]}
+    fd_ns0=$((${fd_rt%[.,]*} * 1000000000 + (1$fd_us - 1000000) * 1000)) ;;
+  *) fd_ns0=$(date +%s%N) ;;
+esac
 case $fd_ns0 in '' | *[!0-9]*) fd_ns0=$(($(date +%s) * 1000000000)) ;; esac # a date without %N
 # Sets $now (epoch seconds, as date +%s.%N prints them) and $now_cs (uptime, centiseconds).
 clock() {

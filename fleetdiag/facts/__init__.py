@@ -69,10 +69,11 @@ trap '[ -n "$fd_mounted" ] && umount /sys/kernel/tracing' EXIT"""
 
 
 def _fact_lines(facts: tuple[Fact, ...]) -> list[str]:
-    # A subshell per fact: one failing command never hides the others.
+    # A subshell per fact (Fact.subshell): one failing command never hides the others.
     lines = []
     for fact in facts:
-        lines += [section_header(fact.name), f"( {fact.command.strip()}\n)"]
+        opening, closing = ("(", ")") if fact.subshell else ("{", "}")
+        lines += [section_header(fact.name), f"{opening} {fact.command.strip()}\n{closing}"]
     return lines
 
 

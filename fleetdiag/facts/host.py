@@ -79,8 +79,8 @@ fi"""
 KERNEL_COMMAND = "if read -r r </proc/sys/kernel/osrelease; then echo \"$r\"; else uname -r; fi"
 OS_RELEASE_COMMAND = "while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done </etc/os-release"
 
-KERNEL = Fact("kernel", KERNEL_COMMAND, _first_line)
-OS_RELEASE = Fact("os_release", OS_RELEASE_COMMAND, parse_os_release_fields)
-UID = Fact("uid", EUID_COMMAND, parse_uid)
-SUDO = Fact("sudo", SUDO_COMMAND, parse_sudo)
-NETNS = Fact("netns", "readlink /proc/self/ns/net", parse_netns)
+KERNEL = Fact("kernel", KERNEL_COMMAND, _first_line, subshell=False)
+OS_RELEASE = Fact("os_release", OS_RELEASE_COMMAND, parse_os_release_fields, subshell=False)
+UID = Fact("uid", EUID_COMMAND, parse_uid, subshell=False)
+SUDO = Fact("sudo", SUDO_COMMAND, parse_sudo, subshell=False)
+NETNS = Fact("netns", "readlink /proc/self/ns/net", parse_netns, subshell=False)

@@ -40,7 +40,6 @@ TOOLS_COMMAND = (
     "for c in "
     + " ".join(OTHER_TOOLS)
     + """; do command -v "$c" >/dev/null && echo "$c"; done
-exit 0
 """
 )
 
@@ -87,4 +86,4 @@ def parse_tools(out: str) -> frozenset[str]:
 
 SYSTEMTAP = Fact("systemtap", SYSTEMTAP_COMMAND, parse_systemtap)
 BCC = Fact("bcc", BCC_COMMAND, parse_bcc)
-TOOLS = Fact("tools", TOOLS_COMMAND, parse_tools)
+TOOLS = Fact("tools", TOOLS_COMMAND, parse_tools, subshell=False)

@@ -70,11 +70,12 @@ def parse_yes(out: str) -> bool:
     return out.strip() == "yes"
 
 
-TRACEFS = Fact("tracefs", TRACEFS_COMMAND, parse_tracefs)
-KFREE_SKB_FORMAT = Fact("kfree_skb_format", KFREE_SKB_FORMAT_COMMAND, lambda out: out)
-BTF = Fact("btf", "[ -r /sys/kernel/btf/vmlinux ] && echo yes || echo no", parse_yes)
+TRACEFS = Fact("tracefs", TRACEFS_COMMAND, parse_tracefs, subshell=False)
+KFREE_SKB_FORMAT = Fact("kfree_skb_format", KFREE_SKB_FORMAT_COMMAND, lambda out: out, subshell=False)
+BTF = Fact("btf", "[ -r /sys/kernel/btf/vmlinux ] && echo yes || echo no", parse_yes, subshell=False)
 BPFTRACE = Fact(
     "bpftrace",
     "command -v bpftrace >/dev/null 2>&1 && bpftrace --version 2>/dev/null",
     parse_bpftrace_version,
+    subshell=False,
 )

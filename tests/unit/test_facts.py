@@ -215,6 +215,26 @@ def test_detection_script_is_valid_posix_shell():
     assert done.returncode == 0, done.stderr
 
 
+def test_facts_without_a_subshell_cannot_end_or_move_the_detection():
+    """A fact in a `{ }` group shares detection's shell: it must not exit, cd, set options or trap."""
+    grouped = [fact for fact in FACTS if not fact.subshell]
+    assert {"kernel", "uid", "netns", "tools"} <= {fact.name for fact in grouped}
+    for fact in grouped:
+        assert not re.search(r"\b(exit|cd|set|trap|exec|return|shift)\b", fact.command), fact.name
+
+
+def test_a_fact_that_exits_in_its_subshell_hides_no_other(monkeypatch):
+    import fleetdiag.facts as facts_module
+    from fleetdiag.facts.base import Fact
+
+    leaving = Fact("kernel", "echo 9.9-test; exit 7", lambda out: out.strip())
+    monkeypatch.setattr(facts_module, "COUNTERS_FACTS", (leaving, *facts_module.COUNTERS_FACTS[1:]))
+    done = subprocess.run(["sh", "-c", detection_script(counters_only=True)], capture_output=True, text=True, timeout=30)
+    assert "@@fleetdiag kernel\n9.9-test\n" in done.stdout
+    assert parse_facts(done.stdout).uid == os.geteuid()  # the facts after it still ran
+    assert "@@fleetdiag examined\ncounters" in done.stdout
+
+
 @pytest.mark.skipif(os.uname().sysname != "Linux", reason="detection reads Linux's /proc and /sys")
 def test_detection_runs_here_in_one_go():
     done = subprocess.run(["sh", "-c", detection_script()], capture_output=True, text=True, timeout=60)

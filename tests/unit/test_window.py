@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import time
+from pathlib import Path
+
+import pytest
 
 from fleetdiag.collector import window_result
 from fleetdiag.model import HostSpec, Status, Window
@@ -26,10 +30,11 @@ def test_window_script_is_valid_shell_and_carries_the_probe(facts_6_18):
     assert "@@" + "FILES" + "@@" not in script
 
 
-def test_window_script_runs_the_counters_tier_for_real(facts_6_18):
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_window_script_runs_the_counters_tier_for_real(facts_6_18, shell):
     script = build_window_script(counters.plan(facts_6_18, Window(2)), 2)
     launched = time.time()
-    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+    done = subprocess.run([shell, "-c", script], capture_output=True, text=True, timeout=30)
     result = window_result(SPEC, facts_6_18, counters, "counters", CommandResult(done.stdout, done.stderr, done.returncode))
     assert result.status is Status.OK, result.error
     assert result.counters["TCPBacklogDrop"] == 0
@@ -37,6 +42,22 @@ def test_window_script_runs_the_counters_tier_for_real(facts_6_18):
     assert launched - 0.05 <= result.window_start <= launched + 2, (launched, result.window_start)
     # ...and the sampler keeps to the window: its samples' own time does not stretch it.
     assert 1.98 <= result.window_end - result.window_start < 2.5
+
+
+def test_bash_reads_the_epoch_time_itself_and_forks_no_date(facts_6_18, tmp_path: Path):
+    """bash 5's $EPOCHREALTIME anchors the window's clock: no `date` process while a sweep's hosts connect."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "date").write_text("#!/bin/sh\necho date-was-run >&2\nexit 1\n")
+    (bin_dir / "date").chmod(0o755)
+    script = build_window_script(counters.plan(facts_6_18, Window(1)), 1)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    launched = time.time()
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, env=env)
+    assert "date-was-run" not in done.stderr
+    result = window_result(SPEC, facts_6_18, counters, "counters", CommandResult(done.stdout, done.stderr, done.returncode))
+    assert result.status is Status.OK, result.error
+    assert launched - 0.05 <= result.window_start <= launched + 2, (launched, result.window_start)
 
 
 def test_the_counters_window_opens_before_its_sampler_starts():
