@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ class Tracer(Protocol):
     def parse(self, output: str, facts: HostFacts) -> ProbeReport: ...
 
 
+@functools.cache  # read once per run: every host's window script is built from the same files
 def probe_text(filename: str) -> str:
     """The text of a probe script shipped in the package (``probes/`` in the source tree)."""
     return resources.files("fleetdiag.probes").joinpath(filename).read_text(encoding="utf-8")

@@ -55,6 +55,23 @@ class SshOptions:
     default_ssh_common_args: str | None = None  # --ssh-common-args, where the inventory sets none
 
 
+# AES-GCM first wherever the server has it (OpenSSH 6.2 on: RHEL 7 has it), then paramiko's own
+# order. With AES-CTR and HMAC-SHA2, paramiko checks every received packet's tag with a Python
+# loop over its bytes (util.constant_time_bytes_eq) and drives the HMAC from Python: on a
+# 200-host sweep that was about 20% of the controller's CPU (yappi, CPU clock). GCM is an AEAD
+# cipher, as strong, and its tag is checked inside OpenSSL.
+AEAD_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+
+
+def transport_preferring_aead(sock: object, **kwargs: object) -> paramiko.Transport:
+    """A paramiko Transport (``SSHClient.connect``'s ``transport_factory``) offering GCM first."""
+    transport = paramiko.Transport(sock, **kwargs)  # type: ignore[arg-type]
+    options = transport.get_security_options()
+    offered = tuple(options.ciphers)
+    options.ciphers = tuple(c for c in AEAD_CIPHERS if c in offered) + tuple(c for c in offered if c not in AEAD_CIPHERS)
+    return transport
+
+
 _shared_lock = threading.Lock()
 _known_hosts_by_files: dict[tuple[str, ...], KnownHosts] = {}
 _ssh_configs: list[paramiko.SSHConfig] = []
@@ -110,6 +127,7 @@ class SshTransport:
                 "banner_timeout": self.connect_timeout,
                 "auth_timeout": self.connect_timeout,
                 "key_filename": list(self._key_files),
+                "transport_factory": transport_preferring_aead,
             },
         )
         mode, files = self.host_key_policy()

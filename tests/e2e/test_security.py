@@ -53,6 +53,31 @@ def statuses(result: subprocess.CompletedProcess) -> dict[str, tuple[str, str | 
     return {h["name"]: (h["status"], h["error"]) for h in json.loads(result.stdout)["hosts"]}
 
 
+# --- ciphers ---------------------------------------------------------------------------
+
+
+def test_gcm_where_the_server_offers_it_and_ctr_where_it_does_not(tmp_path: Path) -> None:
+    """fleetdiag offers AES-GCM first (its tag is checked in OpenSSL, not in a Python loop) and
+    still talks to an sshd that only has CTR ciphers."""
+    from fleetdiag.inventory import load_inventory
+    from fleetdiag.transport import SshOptions
+    from fleetdiag.transport.ssh import SshTransport
+
+    ctr_only = HostSetup(sshd_config=("Ciphers aes128-ctr,aes256-ctr",))
+    with LabFleet(2, setups={"h02": ctr_only}) as lab:
+        hosts = load_inventory(lab.write_inventory(tmp_path / "hosts.yaml")).hosts
+        options = SshOptions(known_hosts=(str(lab.known_hosts_path),))
+        for spec, cipher in zip(sorted(hosts, key=lambda h: h.name), ("aes128-gcm@openssh.com", "aes128-ctr")):
+            transport = SshTransport(spec, options)
+            try:
+                transport.open()
+                negotiated = transport.connection.transport
+                assert (negotiated.local_cipher, negotiated.remote_cipher) == (cipher, cipher), spec.name
+                assert transport.run("echo $((6 * 7))", timeout=20).stdout == "42\n"
+            finally:
+                transport.close()
+
+
 # --- host keys -------------------------------------------------------------------------
 
 
