@@ -142,6 +142,9 @@ def main() -> int:
         print(f"benchmark needs the lab: {'; '.join(missing)}", file=sys.stderr)
         return 2
     command = f"sleep {args.duration}"
+    # An installed fleetdiag has its bytecode (pip compiles it); a checkout run where
+    # PYTHONDONTWRITEBYTECODE is set (this machine) would compile ~70 modules on every start.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "fleetdiag")], check=True)
     runs: dict[str, list[Run]] = {"a": [], "b": [], "c": []}
     with tempfile.TemporaryDirectory(prefix="fleetdiag-bench-") as scratch, LabFleet(
         args.hosts, cpu_accounting=True

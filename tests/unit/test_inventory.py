@@ -599,3 +599,28 @@ def test_limit_with_a_broken_regex(example: Inventory) -> None:
 def test_limit_is_case_sensitive_like_ansible(example: Inventory) -> None:
     with pytest.raises(InventoryError):
         select_hosts(example, "WEB")
+
+
+def test_libyaml_and_pyyaml_read_every_inventory_alike() -> None:
+    """The fast libyaml loader (where PyYAML has it) gives the same data and warnings as PyYAML's own."""
+    import yaml
+
+    from fleetdiag.inventory import yaml_file
+
+    if not yaml.__with_libyaml__:
+        pytest.skip("this PyYAML was built without libyaml: only its own parser is used")
+    fast, pure = yaml_file._LOADERS
+    example = Path(__file__).resolve().parents[2] / "inventory.example.yaml"
+    texts = [p.read_text() for p in [*sorted(FIXTURES.rglob("*.yaml")), example]]
+    texts.append("a: 1\na: 2\nsecret: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  3132\nraw: !unsafe '{{ x }}'\n")
+    compared = 0
+    for text in texts:
+        try:
+            expected = yaml_file._load(pure, text)
+        except yaml.YAMLError:
+            with pytest.raises(yaml.YAMLError):
+                yaml_file._load(fast, text)
+            continue
+        assert repr(yaml_file._load(fast, text)) == repr(expected)
+        compared += 1
+    assert compared >= 5
