@@ -59,6 +59,24 @@ start_probe() {
   stop_on_stdin_eof "${1:-}"
 }
 
+# The files the report is printed from, by name until forget_files.
+fd_before=$d/before fd_after_header=$d/section.counters_after fd_out_header=$d/section.probe_out
+fd_out=$d/out fd_err=$d/err
+
+# Once a probe has read its own files (it says @@attached), nothing of the window needs to stay
+# on disk: the files the report needs are held open (fds 4-8, read back through /proc/self/fd by
+# each process that inherits them: cat, head, sed) and the temp dir goes now. A session killed
+# outright while a probe watches (SIGKILL, the OOM killer) then leaves nothing behind. (The
+# counters tier's sampler may still be opening its script when its window opens: its dir goes
+# at the end. `command`: a file that cannot be opened must not end the script.)
+forget_files() {
+  command exec 4<"$d/before" 5<"$d/section.counters_after" 6<"$d/section.probe_out" 7<"$d/out" 8<"$d/err" ||
+    return 0
+  cd / && rm -rf "$d" && d=""
+  fd_before=/proc/self/fd/4 fd_after_header=/proc/self/fd/5 fd_out_header=/proc/self/fd/6
+  fd_out=/proc/self/fd/7 fd_err=/proc/self/fd/8
+}
+
 # The window opens with the TcpExt counters read.
 open_window() {
   clock
@@ -82,6 +100,7 @@ if [ @@TRACES@@ = 1 ]; then
     sleep 0.05
   done
   open_window
+  forget_files
 else
   # The counters tier: they are the window's instrument, so it opens now; the sampler
   # starts after and keeps to the window's end (FLEETDIAG_WINDOW_START_CS).
@@ -105,9 +124,9 @@ if [ "@@FOLLOW@@" = 1 ]; then
   seen=0
   while kill -0 "$pid" 2>/dev/null; do
     sleep 1
-    lines=$(wc -l <"$d/out")
+    lines=$(wc -l <"$fd_out")
     if [ "$lines" -gt "$seen" ]; then
-      sed -n "$((seen + 1)),${lines}p" "$d/out" | head -n 20 | cut -c 1-4096 | sed 's/^/@@live probe /'
+      sed -n "$((seen + 1)),${lines}p" "$fd_out" | head -n 20 | cut -c 1-4096 | sed 's/^/@@live probe /'
       seen=$lines
     fi
     live_counters
@@ -122,6 +141,6 @@ end=$now
 echo '@@fleetdiag window'
 echo "$start $end $rc"
 # One process prints the rest, the TcpExt counters read now between the files that frame them.
-cat "$d/before" "$d/section.counters_after" /proc/net/netstat "$d/section.probe_out" "$d/out" 2>/dev/null
+cat "$fd_before" "$fd_after_header" /proc/net/netstat "$fd_out_header" "$fd_out" 2>/dev/null
 echo '@@fleetdiag probe_err'
-if [ -s "$d/err" ]; then head -c 16384 "$d/err"; fi
+if [ -s "$fd_err" ]; then head -c 16384 "$fd_err"; fi

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -43,7 +44,8 @@ def probe_windows(netns_inodes: set[int], probe_file: str = "probe.bt") -> dict[
     for pid in map(int, pids):
         try:
             inode = int(os.readlink(f"/proc/{pid}/ns/net").split("[")[1].rstrip("]"))
-            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+            # The window removes its temp dir once the probe watches (its files stay open).
+            cwd = Path(os.readlink(f"/proc/{pid}/cwd").removesuffix(" (deleted)"))
         except (OSError, IndexError, ValueError):
             continue  # gone meanwhile
         if inode in netns_inodes and cwd.name.startswith("fleetdiag."):
@@ -52,11 +54,13 @@ def probe_windows(netns_inodes: set[int], probe_file: str = "probe.bt") -> dict[
 
 
 def attached(windows: dict[int, Path]) -> set[Path]:
-    """The temp dirs whose probe has printed its "@@attached" line."""
+    """The temp dirs whose probe has printed its "@@attached" line (on its stdout, the window's
+    ``out`` file, read through the process: the file may be unlinked already)."""
     done = set()
-    for tmpdir in windows.values():
-        try:
-            if "@@attached" in (tmpdir / "out").read_text(errors="replace"):
+    for pid, tmpdir in windows.items():
+        stdout = Path(f"/proc/{pid}/fd/1")
+        try:  # a sampler's subshell writes into a pipe: reading that would steal its samples
+            if stat.S_ISREG(stdout.stat().st_mode) and "@@attached" in stdout.read_text(errors="replace"):
                 done.add(tmpdir)
         except OSError:
             continue

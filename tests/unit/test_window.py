@@ -75,6 +75,25 @@ def test_the_counters_window_opens_before_its_sampler_starts():
         assert opened_after_s <= float(start) - launched + 0.05 < opened_after_s + 0.8, (fidelity, done.stdout)
 
 
+def test_a_tracers_files_leave_the_disk_once_it_watches_and_the_report_still_prints(tmp_path: Path):
+    """After @@attached the window holds its files open and removes its temp dir (SIGKILL-safe);
+    the counters tier's sampler may still be reading its script then, so its dir goes at the end."""
+    from fleetdiag.model import Fidelity
+    from fleetdiag.sections import split_sections
+    from fleetdiag.tracers.base import ProbePlan
+
+    probe = "sh -c 'echo @@attached; sleep 1; if [ -e \"$PWD\" ]; then echo dir-still-there; else echo dir-gone; fi'"
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    for fidelity, seen in ((Fidelity.TRACED, "dir-gone"), (Fidelity.SAMPLED, "dir-still-there")):
+        script = build_window_script(ProbePlan(tracer="x", probe="x", command=probe, fidelity=fidelity), 2)
+        done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30, env=env)
+        sections = split_sections(done.stdout)
+        assert seen in sections["probe_out"], (fidelity, done.stdout, done.stderr)
+        assert "@@attached" in sections["probe_out"]
+        assert "TcpExt:" in sections["counters_before"] and "TcpExt:" in sections["counters_after"]
+        assert list(tmp_path.iterdir()) == []  # and nothing is left at the end either way
+
+
 def test_recorded_bpftrace_window(facts_6_18):
     stdout = fixture_text("window/bpftrace-no-socket.stdout.txt")
     result = window_result(SPEC, facts_6_18, bpftrace, "bpftrace:kfree_skb", CommandResult(stdout, "", 0))

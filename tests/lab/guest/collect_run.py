@@ -44,9 +44,20 @@ class GuestCollect:
         return [flow for flow in self.document["flows"] if flow["host"] == name]
 
 
+# Each window's probe runs in its temp dir and writes to its `out` file; once it watches, the
+# window unlinks both (they stay open), so the probe's own stdout is what is read.
+_ATTACHED_WINDOWS = r"""
+for p in /proc/[0-9]*; do
+  c=$(readlink "$p/cwd" 2>/dev/null) || continue
+  case $c in /tmp/fleetdiag.*) ;; *) continue ;; esac
+  [ -f "$p/fd/1" ] && grep -q @@attached "$p/fd/1" 2>/dev/null && echo "${c% (deleted)}"
+done | sort -u | wc -l
+"""
+
+
 def attached_windows(vm: GuestVM) -> int:
     """How many fleetdiag windows in the guest are watching now."""
-    out = vm.ssh("grep -l @@attached /tmp/fleetdiag.*/out 2>/dev/null | wc -l", timeout=60).stdout
+    out = vm.ssh(_ATTACHED_WINDOWS, timeout=60).stdout
     return int(out.strip() or 0)
 
 
