@@ -103,21 +103,28 @@ def openssh_fanout(fleet: LabFleet, command: str) -> Run:
     return Run(wall, cpu, peak, host_cpu, {"failed": failed})
 
 
-def fabric_group(fleet: LabFleet, command: str) -> Run:
+def fabric_argv(fleet: LabFleet, command: str) -> list[str]:
     """(b) Fabric's ThreadingGroup, one process."""
     hosts = ",".join(h.address for h in fleet.hosts)
-    run, _ = timed_popen([sys.executable, "-c", FABRIC_GROUP, hosts, str(fleet.key_path), command], fleet)
-    return run
+    return [sys.executable, "-c", FABRIC_GROUP, hosts, str(fleet.key_path), command]
 
 
-def fleetdiag_collect(fleet: LabFleet, inventory: Path, duration: int, tracer: str, results: Path) -> Run:
+def collect_argv(fleet: LabFleet, inventory: Path, duration: int, tracer: str, results: Path) -> list[str]:
     """(c) the whole collect, as a user runs it."""
-    argv = [
+    return [
         sys.executable, "-m", "fleetdiag", "collect", "-i", str(inventory), "--duration", str(duration),
         "--forks", str(len(fleet.hosts)), "--tracer", tracer, "--known-hosts", str(fleet.known_hosts_path),
         "--results-dir", str(results), "-o", "json",
     ]  # fmt: skip
-    run, out = timed_popen(argv, fleet, cwd=REPO)
+
+
+def fabric_group(fleet: LabFleet, command: str) -> Run:
+    run, _ = timed_popen(fabric_argv(fleet, command), fleet)
+    return run
+
+
+def fleetdiag_collect(fleet: LabFleet, inventory: Path, duration: int, tracer: str, results: Path) -> Run:
+    run, out = timed_popen(collect_argv(fleet, inventory, duration, tracer, results), fleet, cwd=REPO)
     hosts = json.loads(out)["hosts"] if out.strip() else []
     starts = [h["window_start"] for h in hosts if h.get("window_start")]
     run.extra = {
@@ -125,6 +132,12 @@ def fleetdiag_collect(fleet: LabFleet, inventory: Path, duration: int, tracer: s
         "spread": (max(starts) - min(starts)) if starts else float("nan"),
     }
     return run
+
+
+def compile_fleetdiag() -> None:
+    """Bytecode for the checkout, as pip makes for an installed fleetdiag: where
+    PYTHONDONTWRITEBYTECODE is set (this machine) ~70 modules would compile on every start."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "fleetdiag")], check=True)
 
 
 def median(values: list[float]) -> float:
@@ -142,9 +155,7 @@ def main() -> int:
         print(f"benchmark needs the lab: {'; '.join(missing)}", file=sys.stderr)
         return 2
     command = f"sleep {args.duration}"
-    # An installed fleetdiag has its bytecode (pip compiles it); a checkout run where
-    # PYTHONDONTWRITEBYTECODE is set (this machine) would compile ~70 modules on every start.
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "fleetdiag")], check=True)
+    compile_fleetdiag()
     runs: dict[str, list[Run]] = {"a": [], "b": [], "c": []}
     with tempfile.TemporaryDirectory(prefix="fleetdiag-bench-") as scratch, LabFleet(
         args.hosts, cpu_accounting=True

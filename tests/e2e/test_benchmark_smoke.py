@@ -36,3 +36,12 @@ def test_session_cost_benchmark_runs_every_window_to_the_end() -> None:
     done = run_benchmark("session_cost.py", "--duration", "1", "--at-once", "3", "--rounds", "1")
     assert "3/3 windows complete" in done.stderr, done.stderr
     assert re.search(r"detection\s+\d+\.\d\n\s+session\s+\d+\.\d", done.stdout), done.stdout
+
+
+def test_cpu_timeline_benchmark_shows_both_runs_to_their_end() -> None:
+    done = run_benchmark("cpu_timeline.py", "--hosts", "3", "--duration", "1", "--step", "0.5")
+    for name in ("(b) Fabric ThreadingGroup.run, 3 hosts", "(c) fleetdiag collect, 3 hosts"):
+        assert name in done.stdout, done.stdout
+    rows = [line.split() for line in done.stdout.splitlines() if re.fullmatch(r"\s*[\d. ]+", line)]
+    assert len(rows) >= 4 and all(len(row) == 5 for row in rows), done.stdout
+    assert max(float(row[1]) for row in rows) > 0  # the hosts' sshd did work
