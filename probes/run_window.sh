@@ -70,8 +70,7 @@ fd_out=$d/out fd_err=$d/err
 # counters tier's sampler may still be opening its script when its window opens: its dir goes
 # at the end. `command`: a file that cannot be opened must not end the script.)
 forget_files() {
-  command exec 4<"$d/before" 5<"$d/section.counters_after" 6<"$d/section.probe_out" 7<"$d/out" 8<"$d/err" ||
-    return 0
+  command exec 4<"$fd_before" 5<"$fd_after_header" 6<"$fd_out_header" 7<"$fd_out" 8<"$fd_err" || return 0
   cd / && rm -rf "$d" && d=""
   fd_before=/proc/self/fd/4 fd_after_header=/proc/self/fd/5 fd_out_header=/proc/self/fd/6
   fd_out=/proc/self/fd/7 fd_err=/proc/self/fd/8
