@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.scale import collect_argv, compile_fleetdiag, fabric_argv
+from benchmarks.scale import collect_argv, compile_fleetdiag, fabric_argv, lab_with_inventory
 from tests.lab.fleet import LabFleet
 from tests.lab.requirements import missing_lab_requirements
 
@@ -50,7 +50,8 @@ def timeline(argv: list[str], fleet: LabFleet, step: float) -> list[tuple[float,
     assert fleet.cpu is not None
     samples = []
     started = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    err = tempfile.TemporaryFile()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO)
     controller = 0.0
     while True:
         done = proc.poll() is not None
@@ -59,6 +60,10 @@ def timeline(argv: list[str], fleet: LabFleet, step: float) -> list[tuple[float,
         if done:
             break
         time.sleep(0.05)
+    if proc.returncode != 0:  # a timeline of a crash would read as a fast run
+        err.seek(0)
+        tail = err.read().decode(errors="replace").strip().splitlines()[-3:]
+        raise SystemExit(f"{argv[2:4]} exited {proc.returncode}: " + " | ".join(tail))
     rows, previous = [], samples[0]
     for sample in samples[1:]:
         if sample[0] - previous[0] >= step or sample is samples[-1]:
@@ -81,13 +86,10 @@ def main() -> int:
         print(f"benchmark needs the lab: {'; '.join(missing)}", file=sys.stderr)
         return 2
     compile_fleetdiag()
-    with tempfile.TemporaryDirectory(prefix="fleetdiag-bench-") as scratch, LabFleet(
-        args.hosts, cpu_accounting=True
-    ) as fleet:
-        inventory = fleet.write_inventory(Path(scratch) / "hosts.yaml")
+    with lab_with_inventory(args.hosts) as (fleet, inventory, scratch):
         runs = {
             "(b) Fabric ThreadingGroup.run": fabric_argv(fleet, f"sleep {args.duration}"),
-            "(c) fleetdiag collect": collect_argv(fleet, inventory, args.duration, args.tracer, Path(scratch) / "r"),
+            "(c) fleetdiag collect": collect_argv(fleet, inventory, args.duration, args.tracer, scratch / "r"),
         }
         for name, argv in runs.items():
             rows = timeline(argv, fleet, args.step)

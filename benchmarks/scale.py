@@ -21,6 +21,7 @@ fleetdiag. `--tracer auto` runs the real probe (use fewer hosts).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +68,7 @@ def rusage_of(pid: int) -> tuple[int, resource.struct_rusage]:
 def timed_popen(argv: list[str], fleet: LabFleet, **kwargs: object) -> tuple[Run, str]:
     """Run ARGV to the end; its Run and stdout."""
     host_cpu_before = fleet.cpu.seconds() if fleet.cpu else None
+    launched = time.time()  # epoch: hosts' window times are on this machine's clock too
     started = time.monotonic()
     out_file = tempfile.TemporaryFile()
     proc = subprocess.Popen(argv, stdout=out_file, stderr=subprocess.DEVNULL, **kwargs)  # type: ignore[call-overload]
@@ -74,7 +77,7 @@ def timed_popen(argv: list[str], fleet: LabFleet, **kwargs: object) -> tuple[Run
     wall = time.monotonic() - started
     out_file.seek(0)
     host_cpu = fleet.cpu.seconds() - host_cpu_before if fleet.cpu and host_cpu_before is not None else None
-    run = Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, host_cpu)
+    run = Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, host_cpu, {"launched": launched})
     return run, out_file.read().decode(errors="replace")
 
 
@@ -127,11 +130,26 @@ def fleetdiag_collect(fleet: LabFleet, inventory: Path, duration: int, tracer: s
     run, out = timed_popen(collect_argv(fleet, inventory, duration, tracer, results), fleet, cwd=REPO)
     hosts = json.loads(out)["hosts"] if out.strip() else []
     starts = [h["window_start"] for h in hosts if h.get("window_start")]
-    run.extra = {
-        "ok": sum(h["status"] == "ok" for h in hosts),
-        "spread": (max(starts) - min(starts)) if starts else float("nan"),
-    }
+    run.extra.update(
+        ok=sum(h["status"] == "ok" for h in hosts),
+        spread=(max(starts) - min(starts)) if starts else float("nan"),
+        go=(min(starts) - run.extra["launched"]) if starts else float("nan"),  # launch to the first window
+    )
     return run
+
+
+@contextlib.contextmanager
+def lab_with_inventory(hosts: int) -> Iterator[tuple[LabFleet, Path, Path]]:
+    """HOSTS lab hosts with CPU accounting, their inventory file, and a scratch dir."""
+    with tempfile.TemporaryDirectory(prefix="fleetdiag-bench-") as scratch:
+        with LabFleet(hosts, cpu_accounting=True) as fleet:
+            yield fleet, fleet.write_inventory(Path(scratch) / "hosts.yaml"), Path(scratch)
+
+
+def sleep_baselines(fleet: LabFleet, duration: int) -> tuple[Run, Run]:
+    """(a) and (b): every host runs `sleep DURATION` as soon as its own connection is up."""
+    command = f"sleep {duration}"
+    return openssh_fanout(fleet, command), fabric_group(fleet, command)
 
 
 def compile_fleetdiag() -> None:
@@ -154,17 +172,13 @@ def main() -> int:
     if missing := missing_lab_requirements():
         print(f"benchmark needs the lab: {'; '.join(missing)}", file=sys.stderr)
         return 2
-    command = f"sleep {args.duration}"
     compile_fleetdiag()
     runs: dict[str, list[Run]] = {"a": [], "b": [], "c": []}
-    with tempfile.TemporaryDirectory(prefix="fleetdiag-bench-") as scratch, LabFleet(
-        args.hosts, cpu_accounting=True
-    ) as fleet:
-        inventory = fleet.write_inventory(Path(scratch) / "hosts.yaml")
+    with lab_with_inventory(args.hosts) as (fleet, inventory, scratch):
         for round_ in range(args.repeat):
-            runs["a"].append(openssh_fanout(fleet, command))
-            runs["b"].append(fabric_group(fleet, command))
-            runs["c"].append(fleetdiag_collect(fleet, inventory, args.duration, args.tracer, Path(scratch) / "results"))
+            for key, run in zip("ab", sleep_baselines(fleet, args.duration)):
+                runs[key].append(run)
+            runs["c"].append(fleetdiag_collect(fleet, inventory, args.duration, args.tracer, scratch / "results"))
             a, b, c = (runs[k][-1] for k in "abc")
             print(
                 f"round {round_ + 1}: (a) {a.wall:.1f} s  (b) {b.wall:.1f} s  (c) {c.wall:.1f} s, "

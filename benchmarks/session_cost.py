@@ -8,7 +8,10 @@ counters` session runs there (detection, then the window script, answered the wa
 controller answers: the window script, then "go"), N at a time, and prints the CPU of
 everything those scripts started (children's rusage, less `ip netns exec`'s own):
   detection  the detection part alone (an empty reply ends it);
-  session    detection, set-up, the window and its samples, the report and the cleanup.
+  before go  detection, then the window script read and set up to its "ready?" question
+             (an empty reply there ends it, so this also holds the temp dir's removal);
+  session    detection, set-up, the window and its samples, the report and the cleanup;
+and what the pieces before go cost on their own (each in a fresh `sh -c`, less an empty one).
 Medians of ROUNDS. On the lab every host shares this machine's cores, so this is the
 figure that a 200-host sweep multiplies (benchmarks/scale.py); a real host pays it alone.
 """
@@ -79,13 +82,24 @@ def main() -> int:
         window = Window(args.duration)
         script = build_window_script(counters.plan(facts, window), args.duration, ask_before_start=True)
         session = detect_then_window_script(detection)
-        runs: dict[str, list[float]] = {"ip netns exec": [], "detection": [], "session": []}
+        runs: dict[str, list[float]] = {"ip netns exec": [], "detection": [], "before go": [], "session": []}
+        pieces = {  # before go, one by one: what a sweep's connect phase pays per host for each
+            "read the window script (head -c)": ('IFS= read -r n; w=$(head -c "$n")', reply(script.encode())),
+            "temp dir (mktemp -d, rm -rf)": ('d=$(mktemp -d "${TMPDIR:-/tmp}/fleetdiag.XXXXXXXX") && rm -rf "$d"', b""),
+            "clock anchor (date +%s%N)": ("t=$(date +%s%N)", b""),
+        }
+        piece_runs: dict[str, list[float]] = {name: [] for name in pieces}
         for _ in range(args.rounds):
             started = time.monotonic()
             base, _ = run_at_once(prefix, ":", b"", args.at_once)
             runs["ip netns exec"].append(base)
             cpu, _ = run_at_once(prefix, session, reply(b""), args.at_once)
             runs["detection"].append(cpu - base)
+            cpu, _ = run_at_once(prefix, session, reply(script.encode()) + reply(b""), args.at_once)
+            runs["before go"].append(cpu - base)
+            for name, (piece, stdin) in pieces.items():
+                cpu, _ = run_at_once(prefix, piece, stdin, args.at_once)
+                piece_runs[name].append(cpu - base)
             cpu, outs = run_at_once(prefix, session, reply(script.encode()) + reply(GO_REPLY), args.at_once)
             runs["session"].append(cpu - base)
             complete = sum(b"@@fleetdiag window" in out for out in outs)
@@ -93,8 +107,11 @@ def main() -> int:
                   file=sys.stderr)  # fmt: skip
     print(f"--tracer counters, {args.duration} s window, {args.at_once} sessions at once, "
           f"{args.rounds} rounds, medians, CPU ms per session:")  # fmt: skip
-    for name in ("detection", "session"):
+    for name in ("detection", "before go", "session"):
         print(f"  {name:10s} {1000 * statistics.median(runs[name]) / args.at_once:6.1f}")
+    print("pieces before go, each on its own:")
+    for name, values in piece_runs.items():
+        print(f"  {name:34s} {1000 * statistics.median(values) / args.at_once:6.1f}")
     return 0
 
 

@@ -50,7 +50,7 @@ def _prepare_block(plan: ProbePlan) -> str:
 # GO_REPLY (an empty one: the sweep is stopping) ends it with nothing started. Two builtin
 # reads take the reply: nothing is forked in the moment every host starts its window.
 GO_REPLY = b"\n"
-_READY_QUESTION = f"""echo '{ASK_MARKER}'
+READY_QUESTION = f"""echo '{ASK_MARKER}'
 IFS= read -r fd_length || exit 0
 [ "$fd_length" = {len(GO_REPLY)} ] || exit 0
 IFS= read -r _ || exit 0"""
@@ -77,7 +77,7 @@ def build_window_script(plan: ProbePlan, duration_s: int, follow: bool = False, 
         .replace("@@FILES@@", files)
         .replace("@@ENV@@", env)
         .replace("@@PREPARE@@", _prepare_block(plan))
-        .replace("@@READY@@", _READY_QUESTION if ask_before_start else ":")
+        .replace("@@READY@@", READY_QUESTION if ask_before_start else ":")
         .replace("@@TRACES@@", "1" if plan.traces else "0")
         .replace("@@LIFETIME@@", str(probe_lifetime_s(duration_s, plan.attach_allowance_s)))
         .replace("@@COMMAND@@", plan.command)

@@ -35,7 +35,8 @@ def test_profile_benchmark_runs_and_prints_its_phases() -> None:
 def test_session_cost_benchmark_runs_every_window_to_the_end() -> None:
     done = run_benchmark("session_cost.py", "--duration", "1", "--at-once", "3", "--rounds", "1")
     assert "3/3 windows complete" in done.stderr, done.stderr
-    assert re.search(r"detection\s+\d+\.\d\n\s+session\s+\d+\.\d", done.stdout), done.stdout
+    assert re.search(r"detection\s+\d+\.\d\n\s+before go\s+\d+\.\d\n\s+session\s+\d+\.\d", done.stdout), done.stdout
+    assert re.search(r"temp dir \(mktemp -d, rm -rf\)\s+\d+\.\d", done.stdout), done.stdout
 
 
 def test_cpu_timeline_benchmark_shows_both_runs_to_their_end() -> None:
@@ -45,3 +46,13 @@ def test_cpu_timeline_benchmark_shows_both_runs_to_their_end() -> None:
     rows = [line.split() for line in done.stdout.splitlines() if re.fullmatch(r"\s*[\d. ]+", line)]
     assert len(rows) >= 4 and all(len(row) == 5 for row in rows), done.stdout
     assert max(float(row[1]) for row in rows) > 0  # the hosts' sshd did work
+
+
+def test_aligned_floor_benchmark_runs_every_floor_on_every_host() -> None:
+    done = run_benchmark("aligned_floor.py", "--hosts", "3", "--repeat", "1", "--duration", "1")
+    rows = {line.split(")")[0] + ")": line.split()[-6:] for line in done.stdout.splitlines() if line.startswith("(")}
+    assert set(rows) == {"(a)", "(b)", "(f0)", "(f1)", "(c)"}, done.stdout
+    assert rows["(b)"][1] == "1.00" and rows["(a)"][2] == "1.00", done.stdout  # the ratios' own baselines
+    for floor in ("(f0)", "(f1)", "(c)"):  # exit 0 said no host failed; each watched its 1 s window after go
+        wall, go, after = float(rows[floor][0]), float(rows[floor][4]), float(rows[floor][5])
+        assert 0 < go < wall and after >= 1.0, done.stdout
