@@ -44,7 +44,9 @@ from tests.lab.requirements import missing_lab_requirements  # noqa: E402
 
 # What each floor runs on a host once every host is ready ("go"). The output goes back to the
 # controller as a window's would; `ss` is read on the host (the counters tier folds it there).
-_ENDS = "cat /proc/net/netstat; ss -tanm >/dev/null"
+# -4: a lab host has no IPv6 TCP socket, and the counters sampler then skips IPv6's table walk
+# too (about 0.9 ms of the 3.3 that `ss -tanm` costs here).
+_ENDS = "cat /proc/net/netstat; ss -4 -tanm >/dev/null"
 FLOOR_BODIES = {
     "f0": "sleep {duration}",
     "f1": f"{_ENDS}; sleep {{duration}}; {_ENDS}",
