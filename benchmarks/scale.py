@@ -77,7 +77,8 @@ def timed_popen(argv: list[str], fleet: LabFleet, **kwargs: object) -> tuple[Run
     wall = time.monotonic() - started
     out_file.seek(0)
     host_cpu = fleet.cpu.seconds() - host_cpu_before if fleet.cpu and host_cpu_before is not None else None
-    run = Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, host_cpu, {"launched": launched})
+    extra = {"launched": launched, "exit": float(proc.returncode)}
+    run = Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, host_cpu, extra)
     return run, out_file.read().decode(errors="replace")
 
 
@@ -123,6 +124,8 @@ def collect_argv(fleet: LabFleet, inventory: Path, duration: int, tracer: str, r
 
 def fabric_group(fleet: LabFleet, command: str) -> Run:
     run, _ = timed_popen(fabric_argv(fleet, command), fleet)
+    if run.extra["exit"] != 0:  # a baseline that failed fast would flatter every ratio against it
+        raise SystemExit(f"(b) Fabric's run failed (exit {run.extra['exit']:.0f}): its time is no baseline")
     return run
 
 
