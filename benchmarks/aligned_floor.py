@@ -12,7 +12,7 @@ nothing else on the hosts, in the same run as (a), (b) and the whole collect (c)
   (f0) aligned sleep: connect, ask, wait for every host ("go"), `sleep 5`;
   (f1) aligned counters floor: as f0, and at each end of the window what any tool reading
        per-socket drops needs there: the TcpExt counters (`cat /proc/net/netstat`) and one
-       socket table with memory counters (`ss -tanm`).
+       socket table with memory counters (`ss -4 -tanm`).
 
 On this lab every host's sshd and scripts run on the controller's 2 cores, so the work
 that an aligned window puts at its start and at its end on 200 hosts at once is paid in
@@ -22,6 +22,7 @@ wall time; on a real fleet each host pays its own share, in parallel.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import threading
@@ -72,7 +73,6 @@ def worker(body: str, duration: int, addresses: list[str], key: str, known_hosts
     gate = WindowGate(len(addresses), timeout_s=60)
     start = threading.Event()  # as the sweep does: threads start first, then all connect
     failed: list[str] = []
-
     opened: list[float] = []
 
     def one(address: str) -> None:
@@ -159,9 +159,8 @@ def main() -> int:
     print(f"{'':64s} {'wall s':>7s} {'/ (b)':>6s} {'/ (a)':>6s} {'host CPU s':>10s} {'go s':>5s} {'after':>6s}")
     for key, name in names.items():
         host_cpu = statistics.median(r.host_cpu or 0.0 for r in runs[key])
-        go = statistics.median(r.extra.get("go", float("nan")) for r in runs[key])
-        after = f"{walls[key] - go:6.2f}" if go == go else f"{'-':>6s}"
-        go_text = f"{go:5.2f}" if go == go else f"{'-':>5s}"
+        go = statistics.median(r.extra.get("go", math.nan) for r in runs[key])  # (a), (b) have none
+        go_text, after = (f"{'-':>5s}", f"{'-':>6s}") if math.isnan(go) else (f"{go:5.2f}", f"{walls[key] - go:6.2f}")
         print(f"{name:64s} {walls[key]:7.2f} {walls[key] / walls['b']:6.2f} {walls[key] / walls['a']:6.2f} {host_cpu:10.1f} {go_text} {after}")
     # A floor with failed hosts did less work than it claims: its figures mean nothing.
     failed = sum(r.extra.get("failed", 0) != 0 for key in ("a", "f0", "f1") for r in runs[key])

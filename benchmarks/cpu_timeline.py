@@ -45,25 +45,25 @@ def machine_cpu() -> tuple[float, float]:
     return (values[3] + values[4]) / _TICK, sum(values) / _TICK
 
 
-def timeline(argv: list[str], fleet: LabFleet, step: float) -> list[tuple[float, float, float, float, float]]:
+def timeline(name: str, argv: list[str], fleet: LabFleet, step: float) -> list[tuple[float, float, float, float, float]]:
     """Run ARGV to its end; rows of (seconds since start, hosts, controller, others, idle) in cores."""
     assert fleet.cpu is not None
     samples = []
     started = time.monotonic()
-    err = tempfile.TemporaryFile()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO)
-    controller = 0.0
-    while True:
-        done = proc.poll() is not None
-        controller = process_cpu(proc.pid) or controller  # the last reading before it exits
-        samples.append((time.monotonic() - started, fleet.cpu.seconds() or 0.0, controller, *machine_cpu()))
-        if done:
-            break
-        time.sleep(0.05)
-    if proc.returncode != 0:  # a timeline of a crash would read as a fast run
-        err.seek(0)
-        tail = err.read().decode(errors="replace").strip().splitlines()[-3:]
-        raise SystemExit(f"{argv[2:4]} exited {proc.returncode}: " + " | ".join(tail))
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO)
+        controller = 0.0
+        while True:
+            done = proc.poll() is not None
+            controller = process_cpu(proc.pid) or controller  # the last reading before it exits
+            samples.append((time.monotonic() - started, fleet.cpu.seconds() or 0.0, controller, *machine_cpu()))
+            if done:
+                break
+            time.sleep(0.05)
+        if proc.returncode != 0:  # a timeline of a crash would read as a fast run
+            err.seek(0)
+            tail = err.read().decode(errors="replace").strip().splitlines()[-3:]
+            raise SystemExit(f"{name} exited {proc.returncode}: " + " | ".join(tail))
     rows, previous = [], samples[0]
     for sample in samples[1:]:
         if sample[0] - previous[0] >= step or sample is samples[-1]:
@@ -92,7 +92,7 @@ def main() -> int:
             "(c) fleetdiag collect": collect_argv(fleet, inventory, args.duration, args.tracer, scratch / "r"),
         }
         for name, argv in runs.items():
-            rows = timeline(argv, fleet, args.step)
+            rows = timeline(name, argv, fleet, args.step)
             print(f"{name}, {args.hosts} hosts: cores busy per {args.step} s (ends at {rows[-1][0]:.2f} s)")
             print(f"{'t s':>6s} {'hosts':>6s} {'ctl':>6s} {'other':>6s} {'idle':>6s}")
             for t, hosts, ctl, other, idle in rows:
