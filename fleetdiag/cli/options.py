@@ -14,8 +14,11 @@ import click
 from fleetdiag.cli.environment import Environment
 from fleetdiag.errors import FleetdiagError, InventoryError, UsageError
 from fleetdiag.exit_status import ExitStatus
-from fleetdiag.inventory import load_inventory, local_inventory, select_hosts
+from fleetdiag.inventory import local_inventory
+from fleetdiag.inventory.ansible_core import VaultOptions
+from fleetdiag.inventory.limit import select_with_warnings
 from fleetdiag.inventory.names import login_problem
+from fleetdiag.inventory.readers import READERS, read_inventory
 from fleetdiag.inventory.schema import ssh_args_problem
 from fleetdiag.inventory.secret_values import SecretText
 from fleetdiag.model import HostSpec
@@ -41,8 +44,15 @@ def _check_ssh_args(ctx: click.Context, param: click.Parameter, value: str | Non
 
 
 _HOST_OPTIONS = [
-    click.option("-i", "--inventory", type=click.Path(dir_okay=False), help="Ansible inventory, YAML or INI (group_vars/ and host_vars/ beside it are read). Without it: this machine, no SSH."),
+    click.option("-i", "--inventory", type=click.Path(), help="Ansible inventory: YAML or INI (group_vars/ and host_vars/ beside it are read); with the ansible reader any source Ansible reads. Without it: this machine, no SSH."),
     click.option("-l", "--limit", help="Ansible --limit pattern: hosts or groups, globs, ~regex, !exclude, &intersect, group[0:2], @file."),
+    click.option(
+        "--inventory-reader", type=click.Choice(READERS), default="auto", show_default=True,
+        help="ansible: ansible-core reads -i (every plugin, vault, templates, --limit as Ansible); "
+        "builtin: fleetdiag's own reader; auto: ansible when ansible-core is installed.",
+    ),
+    click.option("--vault-password-file", multiple=True, type=click.Path(dir_okay=False), help="Vault password file (or script), as for Ansible; needs the ansible reader."),
+    click.option("--ask-vault-pass", is_flag=True, help="Prompt for the vault password (not echoed, never stored)."),
     click.option("-f", "--forks", type=click.IntRange(1, 2000), default=50, show_default=True, help="Hosts contacted at once; more hosts go in batches, each watching one window together."),
     click.option("-u", "--user", callback=_check_user, help="Login user where the inventory sets no ansible_user."),
     click.option("--private-key", type=click.Path(dir_okay=False), help="SSH key where the inventory sets none."),
@@ -73,6 +83,9 @@ class HostArgs:
 
     inventory: str | None
     limit: str | None
+    inventory_reader: str
+    vault_password_file: tuple[str, ...]
+    ask_vault_pass: bool
     forks: int
     user: str | None
     private_key: str | None
@@ -85,7 +98,13 @@ class HostArgs:
 
     def select(self, env: Environment) -> list[HostSpec]:
         """The hosts to contact: the inventory's (after --limit), or this machine without one."""
-        return select_inventory_hosts(env, self.inventory, self.limit, self.become)
+        vault = None
+        if self.vault_password_file or self.ask_vault_pass:
+            password = _vault_password() if self.ask_vault_pass else None
+            vault = VaultOptions(password_files=self.vault_password_file, password=password)
+        return select_inventory_hosts(
+            env, self.inventory, self.limit, self.become, reader=self.inventory_reader, vault=vault
+        )
 
     def ssh(self) -> SshOptions:
         """SSH settings shared by every host of a run (asks for the become password if -K was given)."""
@@ -116,18 +135,33 @@ def host_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return with_host_args
 
 
-def select_inventory_hosts(env: Environment, inventory: str | None, limit: str | None, become: bool) -> list[HostSpec]:
+def select_inventory_hosts(
+    env: Environment,
+    inventory: str | None,
+    limit: str | None,
+    become: bool,
+    reader: str = "auto",
+    vault: VaultOptions | None = None,
+) -> list[HostSpec]:
     """The hosts to contact: the inventory's (after --limit), or this machine without one."""
     if inventory is None:
         if limit:
             raise UsageError("--limit needs an inventory", hint="add -i hosts.yaml")
         chosen = list(local_inventory().hosts)
     else:
-        loaded = load_inventory(inventory)
+        loaded = read_inventory(inventory, reader, vault)
         for warning in loaded.warnings:
             click.echo(f"fleetdiag: warning: {warning}", file=env.stderr)
-        chosen = list(select_hosts(loaded, limit))
+        selection = select_with_warnings(loaded, limit)
+        for warning in selection.warnings:
+            click.echo(f"fleetdiag: warning: {warning}", file=env.stderr)
+        chosen = list(selection.hosts)
     return [replace(h, become=True) for h in chosen] if become else chosen
+
+
+def _vault_password() -> str:
+    """--ask-vault-pass: typed on the terminal, not echoed; kept in memory only."""
+    return SecretText(click.prompt("Vault password", hide_input=True, err=True))
 
 
 def _become_password(ask: bool) -> str | None:

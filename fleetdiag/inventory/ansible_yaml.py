@@ -38,6 +38,8 @@ class GroupDraft:
     settings: dict[str, Any] = field(default_factory=dict)
     other_vars: dict[str, Any] = field(default_factory=dict)
     parents: list[str] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)  # in the order linked, as Ansible walks them
+    hosts: list[str] = field(default_factory=list)  # listed directly here, in listing order
     # From group_vars/<name> beside the inventory: they outrank every group's file vars.
     dir_settings: dict[str, Any] = field(default_factory=dict)
     dir_other_vars: dict[str, Any] = field(default_factory=dict)
@@ -198,6 +200,7 @@ def _link(draft: InventoryDraft, parent: str, child: str, path: str) -> None:
     parents = draft.group(child).parents
     if parent not in parents:
         parents.append(parent)
+        draft.group(parent).children.append(child)
 
 
 def _ancestors(draft: InventoryDraft, name: str) -> set[str]:
@@ -231,11 +234,15 @@ def _read_host(draft: InventoryDraft, key: str, body: Any, path: str, group: str
     if name_problem is not None:
         return
     for name in pattern.names:
+        created = name not in draft.hosts
         host = draft.host(name)
         if group != ALL and group not in host.groups:
             host.groups.append(group)
-        if port is not None:
-            host.settings["ansible_port"] = port  # as Ansible: the listing's own vars may override it
+        if name not in draft.groups[group].hosts:
+            draft.groups[group].hosts.append(name)
+        if port is not None and created:
+            # As Ansible: a port counts where the host is first created; its vars may override it.
+            host.settings["ansible_port"] = port
         host.settings.update(settings)
         host.other_vars.update(other_vars)
 

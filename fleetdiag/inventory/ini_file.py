@@ -137,9 +137,8 @@ def as_yaml_document(doc: IniDocument) -> dict[str, Any]:
     """The groups in the shape the YAML walker reads (empty sections left out)."""
     document: dict[str, Any] = {}
     for name, body in doc.groups.items():
-        # Hosts before any section are 'all' hosts, as in YAML: ungrouped only until listed elsewhere.
-        target = "all" if name == "ungrouped" else name
-        sections = document.setdefault(target, {})
+        # Hosts before any section go to 'ungrouped', as Ansible's INI plugin puts them.
+        sections = document.setdefault(name, {})
         for key, value in body.items():
             if value:
                 sections.setdefault(key, {}).update(value)

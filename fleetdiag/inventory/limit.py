@@ -1,50 +1,69 @@
 """Ansible ``--limit`` patterns: names, groups, globs, ``~regex``, ``&`` intersection, ``!`` exclusion,
-``group[0:2]`` subscripts and ``@file``.
+``group[0:2]`` subscripts and ``@file``, selected as ansible-core's InventoryManager selects.
 
-Unlike Ansible, a pattern that matches nothing is an error rather than a warning:
-a typo in ``!db01`` would otherwise quietly include the host it meant to spare.
+As in Ansible, a pattern that matches nothing is a warning and the rest goes on (a limit
+that leaves no host at all is an error). Two of Ansible's readings are hazards and are
+refused instead: a bracket left unbalanced in a ':'-separated limit (Ansible drops it, so
+``~[`` becomes ``~``, every host), and ``!`` or ``&`` before an IPv6 address (Ansible splits
+the address at its colons).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from fleetdiag.errors import InventoryError
 from fleetdiag.inventory.ansible_yaml import ALL, UNGROUPED
 from fleetdiag.inventory.host_patterns import is_ipv6
+from fleetdiag.inventory.limit_address import is_one_address
 from fleetdiag.inventory.loader import Inventory
 from fleetdiag.model import HostSpec
 
-_GLOB_CHARS = frozenset("*?[")
-# Ansible's PATTERN_WITH_SUBSCRIPT: a pattern followed by [index] or [start:end].
-_SUBSCRIPT = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+):([0-9]+)?)\]$")
+log = logging.getLogger("fleetdiag.inventory")
+
+# Ansible's PATTERN_WITH_SUBSCRIPT: a pattern followed by [index], [start:end] or the old [start-end].
+_SUBSCRIPT = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+)([:-])([0-9]*))\]$")
+# One pattern of a ':'-separated limit: runs of anything but whitespace, ':' and brackets, or [whole].
+_OLD_RANGE = re.compile(r"\[[0-9]+-[0-9]*\]$")
+_COLON_PART = re.compile(r"(?:[^\s:\[\]]|\[[^\]]*\])+")
+_HOST_ONLY_CHARS = (".", "?", "*", "[")  # with these, a pattern is tried against hosts even when a group matched
+_LOCALHOST = ("localhost", "127.0.0.1", "::1")  # Ansible's implicit localhost: no warning, no host
 _MAX_GROUPS_IN_HINT = 12
 
 
+@dataclass(frozen=True)
+class Selection:
+    """The hosts a --limit selects, in inventory order, and what Ansible would have warned about."""
+
+    hosts: tuple[HostSpec, ...]
+    warnings: tuple[str, ...] = ()
+
+
 def split_limit(limit: str) -> list[str]:
-    """The patterns of a --limit, e.g. ``web:&prod,!web03`` -> web, &prod, !web03."""
-    patterns: list[str] = []
-    for piece in limit.split(","):
-        piece = piece.strip()
-        # An IPv6 address is one pattern even though it is full of colons.
-        patterns.extend([piece] if is_ipv6(piece.lstrip("!&")) else _split_colons(piece))
-    return [pattern.strip() for pattern in patterns if pattern.strip()]
+    """The patterns of a --limit as Ansible splits it, e.g. ``web:&prod:!web03`` -> web, &prod, !web03.
 
-
-def _split_colons(piece: str) -> list[str]:
-    parts, current, depth = [], "", 0
-    for char in piece:
-        depth += {"[": 1, "]": -1}.get(char, 0)
-        if char == ":" and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    parts.append(current)
-    return parts
+    With a comma, on commas only; else whole if it reads as one host (``web[01:03]``,
+    ``2001:db8::10``), else on ':' and whitespace outside brackets.
+    """
+    if "," in limit:
+        pieces = limit.split(",")
+    elif is_one_address(limit.strip()) or is_ipv6(limit.strip().lstrip("!&")):
+        pieces = [limit]
+    else:
+        pieces = _COLON_PART.findall(limit)
+        dropped = re.sub(r"[\s:]", "", limit) != "".join(pieces)
+        if dropped:
+            raise InventoryError(
+                [f"--limit: {limit!r} has an unbalanced '[' or ']'"],
+                hint="Ansible would drop it and read the rest ('~[' would select every host); "
+                "close the bracket, or separate patterns with commas",
+            )
+    return [piece.strip() for piece in pieces if piece.strip()]
 
 
 def expand_limit_files(patterns: list[str]) -> list[str]:
@@ -67,87 +86,112 @@ def expand_limit_files(patterns: list[str]) -> list[str]:
     return expanded
 
 
-def matching_hosts(inventory: Inventory, pattern: str) -> set[str]:
-    """Names of the hosts one bare pattern selects: a group, a host, a glob, ``~regex``, ``web[0:2]``."""
-    pattern, subscript = _split_subscript(pattern)
+def _matches(pattern: str) -> Callable[[str], bool]:
+    """A name test as Ansible's _match_list: ``~`` a regex matched at the start, else a glob, both case-sensitive."""
     if pattern.startswith("~"):
         regex = re.compile(pattern[1:])
-        names = _hosts_of_matches(inventory, lambda name: regex.match(name) is not None)
-    elif _GLOB_CHARS & set(pattern):
-        names = _hosts_of_matches(inventory, lambda name: fnmatch.fnmatchcase(name, pattern))
-    else:
-        names = _hosts_of_matches(inventory, lambda name: name == pattern)
-    if subscript is None:
-        return names
-    ordered = [host.name for host in inventory.hosts if host.name in names]
+        return lambda name: regex.match(name) is not None
+    regex = re.compile(fnmatch.translate(pattern))
+    return lambda name: regex.match(name) is not None
+
+
+def matching_hosts(inventory: Inventory, pattern: str) -> tuple[list[str], bool]:
+    """The hosts one bare pattern selects in Ansible's order, and whether it matched anything at all.
+
+    A pattern naming a group selects the group's hosts; hosts are tried too when no group
+    matched or the pattern is a glob or regex. ``web[0]``/``web[1:3]`` index the result.
+    """
+    expression, subscript = _split_subscript(pattern)
+    test = _matches(expression)
+    names: list[str] = []
+    groups = [name for name in inventory.groups if test(name)]
+    for group in groups:
+        names.extend(inventory.groups[group])
+    if not groups or expression.startswith("~") or any(char in expression for char in _HOST_ONLY_CHARS):
+        names.extend(host.name for host in inventory.hosts if test(host.name))
+    names = list(dict.fromkeys(names))
+    matched = bool(names or groups)
+    if subscript is None or not names:
+        return names, matched
     start, end = subscript
-    if end is None:
-        return {ordered[start]} if -len(ordered) <= start < len(ordered) else set()
-    return set(ordered[start : (len(ordered) if end == -1 else end + 1)])
+    if end:  # as Ansible: an end of 0 means none, a missing end (-1) the last host
+        return names[start : (len(names) if end == -1 else end + 1)], matched
+    if not -len(names) <= start < len(names):
+        raise InventoryError([f"--limit: no host matched the subscripted pattern {pattern!r}"])
+    return [names[start]], matched
 
 
 def _split_subscript(pattern: str) -> tuple[str, tuple[int, int | None] | None]:
-    """``web[0]`` -> (web, (0, None)); ``web[1:3]`` -> (web, (1, 3)) inclusive, as in Ansible."""
+    """``web[0]`` -> (web, (0, None)); ``web[1:3]`` -> (web, (1, 3)) inclusive; ``web[1:]`` -> (web, (1, -1))."""
     match = None if pattern.startswith("~") else _SUBSCRIPT.match(pattern)
     if match is None:
         return pattern, None
-    base, index, start, end = match.groups()
+    base, index, start, _separator, end = match.groups()
     if index is not None:
         return base, (int(index), None)
     return base, (int(start), int(end) if end else -1)
 
 
-def _hosts_of_matches(inventory: Inventory, matches: Callable[[str], bool]) -> set[str]:
-    selected = {host.name for host in inventory.hosts if matches(host.name)}
-    for group, names in inventory.groups.items():
-        if matches(group):
-            selected.update(names)
-    return selected
-
-
 def select_hosts(inventory: Inventory, limit: str | None) -> tuple[HostSpec, ...]:
     """The hosts a --limit selects, in inventory order; all of them for None or "".
 
-    Example: ``select_hosts(inv, "web:&prod:!web03")``. Raises InventoryError if a
-    pattern matches nothing or the whole limit selects no host.
+    Example: ``select_hosts(inv, "web:&prod:!web03")``. Warnings (a pattern matching
+    nothing) go to the ``fleetdiag.inventory`` logger; see ``select_with_warnings``.
     """
+    selection = select_with_warnings(inventory, limit)
+    for warning in selection.warnings:
+        log.warning("%s", warning)
+    return selection.hosts
+
+
+def select_with_warnings(inventory: Inventory, limit: str | None) -> Selection:
+    """The hosts a --limit selects and Ansible's warnings; InventoryError if it leaves no host."""
     if limit is None or not limit.strip():
-        return inventory.hosts
-    included: set[str] | None = None
-    required: list[set[str]] = []
-    excluded: set[str] = set()
-    problems = []
-    for pattern in expand_limit_files(split_limit(limit)):
-        operator, body = (pattern[0], pattern[1:].strip()) if pattern[0] in "!&" else ("", pattern)
-        if not body:
-            problems.append(f"--limit: {pattern!r} needs a host or group name after {operator!r}")
-            continue
-        try:
-            names = matching_hosts(inventory, body)
-        except re.error as exc:
-            problems.append(f"--limit: {pattern!r} is not a valid regular expression: {exc}")
-            continue
-        if not names:
-            problems.append(f"--limit: {pattern!r} matches no host or group in {_source(inventory)}")
-        elif operator == "!":
-            excluded |= names
-        elif operator == "&":
-            required.append(names)
-        else:
-            included = names if included is None else included | names
-    if problems:
-        raise InventoryError(problems, hint=_known_groups_hint(inventory))
-    # Only '&' and '!' patterns: they act on every host, as in Ansible.
-    selected = {host.name for host in inventory.hosts} if included is None else included
-    for names in required:
-        selected &= names
-    selected -= excluded
-    chosen = tuple(host for host in inventory.hosts if host.name in selected)
+        return Selection(inventory.hosts)
+    if inventory.selector is not None:
+        names, warnings = inventory.selector(limit)
+    else:
+        names, warnings = _evaluate(inventory, expand_limit_files(split_limit(limit)))
+    chosen_names = set(names)
+    chosen = tuple(host for host in inventory.hosts if host.name in chosen_names)
     if not chosen:
-        raise InventoryError(
-            [f"--limit: {limit!r} leaves no host to diagnose"], hint=_known_groups_hint(inventory)
-        )
-    return chosen
+        lines = [*warnings, f"--limit: {limit!r} leaves no host to diagnose"]
+        raise InventoryError(lines, hint=_known_groups_hint(inventory))
+    return Selection(chosen, tuple(warnings))
+
+
+def _evaluate(inventory: Inventory, patterns: list[str]) -> tuple[list[str], list[str]]:
+    """Ansible's _evaluate_patterns: plain patterns, then every '&', then every '!'."""
+    plain = [p for p in patterns if p[0] not in "!&"] or [ALL]
+    ordered = plain + [p for p in patterns if p[0] == "&"] + [p for p in patterns if p[0] == "!"]
+    known = {host.name for host in inventory.hosts}
+    selected: dict[str, None] = {}  # ordered, and fast to test
+    warnings: list[str] = []
+    for pattern in ordered:
+        if pattern in known:  # a plain host name is that host, even where a group has its name
+            selected.setdefault(pattern)
+            continue
+        operator, body = (pattern[0], pattern[1:]) if pattern[0] in "!&" else ("", pattern)
+        if not body:
+            raise InventoryError([f"--limit: {pattern!r} needs a host or group name after {operator!r}"])
+        try:
+            names, matched = matching_hosts(inventory, body)
+        except re.error as exc:
+            raise InventoryError([f"--limit: {pattern!r} is not a valid regular expression: {exc}"]) from None
+        if _OLD_RANGE.search(body) and not body.startswith("~"):
+            warnings.append(f"--limit: {body!r}: use [x:y] inclusive subscripts instead of [x-y], which Ansible removed")
+        if not matched and body != ALL and body not in _LOCALHOST:
+            warnings.append(f"--limit: could not match supplied host pattern, ignoring: {body}")
+        if operator == "!":
+            drop = set(names)
+            selected = {name: None for name in selected if name not in drop}
+        elif operator == "&":
+            keep = set(names)
+            selected = {name: None for name in selected if name in keep}
+        else:
+            for name in names:
+                selected.setdefault(name)
+    return list(selected), warnings
 
 
 def _source(inventory: Inventory) -> str:

@@ -3,7 +3,7 @@ then precedence; or every problem at once."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +31,8 @@ class Inventory:
     hosts: tuple[HostSpec, ...]
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=frozen_map)
     warnings: tuple[str, ...] = ()  # odd but usable: duplicate keys, ignored passwords
+    # Set when ansible-core read the inventory: --limit -> (selected names, warnings), as Ansible selects.
+    selector: Callable[[str], tuple[list[str], list[str]]] | None = field(default=None, compare=False, repr=False)
 
 
 def load_inventory(path: str | Path) -> Inventory:

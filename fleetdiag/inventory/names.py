@@ -38,7 +38,8 @@ def _charset_problem(text: str, what: str, allowed: frozenset[str], advice: str)
         return problem
     if text.startswith("-"):
         return f"{text!r} is not a valid {what}: it starts with '-', which ssh would read as an option"
-    bad = next((char for char in text if char not in allowed), None)
+    # Letters and digits of any script are names (Ansible reads unicode host names), never shell syntax.
+    bad = next((char for char in text if char not in allowed and not char.isalnum()), None)
     if bad is not None:
         return f"{text!r} is not a valid {what}: it contains {describe_char(bad)}; {advice}"
     return None

@@ -41,16 +41,66 @@ def group_depths(groups: Mapping[str, GroupDraft]) -> dict[str, int]:
     return depths
 
 
+def direct_groups(host: HostDraft) -> list[str]:
+    """Where the host is listed, after Ansible's reconcile: 'ungrouped' only if it is in no other group."""
+    listed = [name for name in host.groups if name not in (ALL, UNGROUPED)]
+    return listed or [UNGROUPED]
+
+
 def groups_of(host: HostDraft, groups: Mapping[str, GroupDraft]) -> set[str]:
     """Every group ``host`` belongs to: where it is listed, their ancestors, and 'all'."""
     member_of = {ALL}
-    pending = list(host.groups or [UNGROUPED])
+    pending = direct_groups(host)
     while pending:
         name = pending.pop()
         if name not in member_of:
             member_of.add(name)
             pending.extend(groups[name].parents)
     return member_of
+
+
+def reconcile(draft: InventoryDraft) -> None:
+    """Ansible's reconcile_inventory: parentless groups hang from 'all' (after 'ungrouped' and 'all''s
+    own children), and 'ungrouped' holds exactly the hosts listed in no other group."""
+    top = draft.groups[ALL]
+    if UNGROUPED not in top.children:
+        top.children.insert(0, UNGROUPED)
+        draft.groups[UNGROUPED].parents.insert(0, ALL)
+    for name, group in draft.groups.items():
+        if name not in (ALL, UNGROUPED) and not group.parents:
+            group.parents.append(ALL)
+            top.children.append(name)
+    ungrouped = draft.groups[UNGROUPED]
+    ungrouped.hosts = [name for name in ungrouped.hosts if direct_groups(draft.hosts[name]) == [UNGROUPED]]
+    for name, host in draft.hosts.items():
+        if direct_groups(host) == [UNGROUPED] and name not in ungrouped.hosts:
+            ungrouped.hosts.append(name)
+
+
+def group_hosts(name: str, groups: Mapping[str, GroupDraft]) -> list[str]:
+    """A group's hosts in Ansible's order: its own listing, then its children's, level by level.
+
+    Below the first level Ansible walks a set, so its order among cousins is not defined;
+    here it is the order of their parents.
+    """
+    ordered, seen, level = [name], {name}, [name]
+    while level:
+        below = []
+        for group in level:
+            for child in groups[group].children:
+                if child not in seen:
+                    seen.add(child)
+                    below.append(child)
+        ordered.extend(below)
+        level = below
+    hosts: list[str] = []
+    listed: set[str] = set()
+    for group in ordered:
+        for host in groups[group].hosts:
+            if host not in listed:
+                listed.add(host)
+                hosts.append(host)
+    return hosts
 
 
 def merged_variables(
@@ -100,14 +150,13 @@ def host_spec(
 
 
 def resolve_hosts(draft: InventoryDraft) -> tuple[tuple[HostSpec, ...], Mapping[str, tuple[str, ...]]]:
-    """The hosts in file order, and each group's hosts (children's included) in that order."""
+    """The hosts in Ansible's order for 'all', and each group's hosts (children's included) in its order."""
+    reconcile(draft)
     depths = group_depths(draft.groups)
-    members: dict[str, list[str]] = {name: [] for name in draft.groups}
-    hosts = []
+    specs = {}
     for host in draft.hosts.values():
         member_of = groups_of(host, draft.groups)
         settings, other_vars = merged_variables(host, member_of, draft.groups, depths)
-        hosts.append(host_spec(host.name, settings, other_vars, member_of))
-        for group in member_of:
-            members[group].append(host.name)
-    return tuple(hosts), frozen_map({name: tuple(names) for name, names in members.items()})
+        specs[host.name] = host_spec(host.name, settings, other_vars, member_of)
+    members = {name: tuple(group_hosts(name, draft.groups)) for name in draft.groups}
+    return tuple(specs[name] for name in members[ALL]), frozen_map(members)

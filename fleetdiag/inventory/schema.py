@@ -28,7 +28,9 @@ from fleetdiag.transport.ssh_args import SshArgsError, parse_ssh_args
 _ANSIBLE_TRUE = frozenset({"y", "yes", "on", "1", "true", "t"})
 _ANSIBLE_FALSE = frozenset({"n", "no", "off", "0", "false", "f"})
 # Ansible's paramiko and smart connections are ssh as far as fleetdiag is concerned.
-_SSH_CONNECTIONS = frozenset({"paramiko", "smart"})
+_SSH_CONNECTIONS = frozenset({"paramiko", "paramiko_ssh", "smart"})
+# Ansible's full plugin names (ansible.builtin.ssh) name the same connections.
+_BUILTIN_PREFIXES = ("ansible.builtin.", "ansible.legacy.")
 
 
 def _checked_by(problem_of: Callable[[str], str | None], error_type: str) -> AfterValidator:
@@ -64,6 +66,19 @@ def _ansible_boolean(value: Any) -> Any:
     raise PydanticCustomError(
         "ansible_boolean", "Input should be a boolean: yes/no, true/false, on/off or 1/0"
     )
+
+
+def _short_connection_name(value: Any) -> Any:
+    if isinstance(value, str):
+        for prefix in _BUILTIN_PREFIXES:
+            if value.startswith(prefix):
+                return value[len(prefix) :]
+    return value
+
+
+def _number_as_text(value: Any) -> Any:
+    # Ansible turns ansible_user: 1000 into the string "1000"; a boolean stays a mistake.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def _ssh_unless_local(connection: str) -> str:
@@ -110,10 +125,14 @@ def ssh_args_problem(text: str) -> str | None:
 
 Port = Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=65535)]
 HostAddress = Annotated[str, _checked_by(lambda text: host_problem(text, "host address"), "host_address")]
-LoginName = Annotated[str, _checked_by(login_problem, "login_name")]
+LoginName = Annotated[str, BeforeValidator(_number_as_text), _checked_by(login_problem, "login_name")]
 KeyFile = Annotated[str, _NoTemplate, AfterValidator(_non_empty_path)]
 AnsibleBool = Annotated[bool, BeforeValidator(_ansible_boolean)]
-Connection = Annotated[Literal["ssh", "local", "paramiko", "smart"], AfterValidator(_ssh_unless_local)]
+Connection = Annotated[
+    Literal["ssh", "local", "paramiko", "paramiko_ssh", "smart"],
+    BeforeValidator(_short_connection_name),
+    AfterValidator(_ssh_unless_local),
+]
 SshArgs = Annotated[str, _NoTemplate, _checked_by(ssh_args_problem, "ssh_args")]
 BecomeMethod = Annotated[str, AfterValidator(_become_method)]
 HostKeyCheckingMode = Annotated[str, BeforeValidator(_host_key_checking)]

@@ -1,9 +1,10 @@
 """``group_vars/`` and ``host_vars/`` beside the inventory, found and read as Ansible does.
 
 Mirrors ansible-core's ``host_group_vars`` vars plugin: for a group or host NAME it reads
-``group_vars/NAME`` with no extension or ``.yml``, ``.yaml``, ``.json``, and every such
-file below a directory ``group_vars/NAME/`` (sorted, recursively, hidden files skipped).
-Later files win. Each mapping is validated like the inventory's own ``vars``.
+the first of ``group_vars/NAME``, ``NAME.yml``, ``NAME.yaml``, ``NAME.json`` that exists,
+and only that one; if it is a directory, every file in it without an extension or with
+one of those (sorted, recursively into subdirectories without an extension, hidden files
+and backups~ skipped). Later files win. Each mapping is validated like the inventory's own ``vars``.
 """
 
 from __future__ import annotations
@@ -22,15 +23,13 @@ HOST_VARS = "host_vars"
 
 def vars_files(directory: Path, name: str) -> list[Path]:
     """The files holding NAME's variables under DIRECTORY, in the order they apply."""
-    found = []
     for extension in EXTENSIONS:
         candidate = directory / f"{name}{extension}"
-        if candidate.is_file():
-            found.append(candidate)
-    folder = directory / name
-    if folder.is_dir():
-        found.extend(_files_below(folder))
-    return found
+        if candidate.is_dir():
+            return _files_below(candidate)
+        if candidate.exists():
+            return [candidate]
+    return []
 
 
 def _files_below(folder: Path) -> list[Path]:
@@ -39,7 +38,8 @@ def _files_below(folder: Path) -> list[Path]:
         if entry.name.startswith(".") or entry.name.endswith("~"):
             continue
         if entry.is_dir():
-            files.extend(_files_below(entry))
+            if not entry.suffix:  # Ansible does not descend into conf.d/ and the like
+                files.extend(_files_below(entry))
         elif entry.is_file() and entry.suffix in EXTENSIONS:
             files.append(entry)
     return files
