@@ -168,6 +168,7 @@ class _Selector:
 
         with _caught_display() as display:
             try:
+                self.manager.clear_pattern_cache()  # one limit per run, as on Ansible's command line
                 self.manager.subset(limit)
                 names = [host.name for host in self.manager.get_hosts("all")]
             except AnsibleError as exc:
@@ -199,7 +200,7 @@ def _host_specs(
             if isinstance(value, str) and is_secret_name(name):
                 secrets.append(value)
         found: list[str] = []
-        settings = validate_vars(understood, host.name, found)
+        settings = validate_vars(understood, host.name, found, defer_templates=False)
         for line in found:
             name = line[len(host.name) + 1 :].split(":", 1)[0].split(".", 1)[0]
             problems.append(f"{where.get(name, shown)}: {line}")

@@ -98,13 +98,14 @@ def path_part(key: Any) -> str:
     return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
-def read_ansible_yaml(document: Any) -> InventoryDraft:
-    """The groups and hosts of a parsed YAML inventory; problems are collected, not raised."""
+def read_ansible_yaml(document: Any, from_ini: bool = False) -> InventoryDraft:
+    """The groups and hosts of a parsed YAML inventory (or of an INI one in that shape); problems collected."""
     draft = InventoryDraft()
     draft.group(ALL)
     draft.group(UNGROUPED)
-    if document is None:
-        draft.problems.append("the file is empty; an inventory starts with 'all:'")
+    if document is None or (from_ini and not document):
+        # As Ansible: an empty inventory (or one of comments only) is read, with no host in it.
+        draft.warnings.append("the inventory defines no hosts")
         return draft
     if not isinstance(document, Mapping):
         draft.problems.append(
@@ -122,12 +123,12 @@ def read_ansible_yaml(document: Any) -> InventoryDraft:
         return draft
     for key, body in document.items():
         name = str(key)
-        if name in GROUP_KEYS:
+        if name in GROUP_KEYS and not from_ini:  # INI sections [hosts], [vars] are groups in Ansible
             draft.problems.append(f"{name}: '{name}' is not a group at the top level; put it under 'all:'")
             continue
         _read_group(draft, name, body, path=path_part(name), parent=None)
     if not draft.hosts and not draft.problems:
-        draft.problems.append("the inventory defines no hosts")
+        draft.warnings.append("the inventory defines no hosts")
     return draft
 
 
@@ -177,7 +178,10 @@ def _read_section(draft: InventoryDraft, group: str, key: str, section: Any, pat
             _read_group(draft, str(child), child_body, f"{path}.{path_part(child)}", parent=group)
     else:
         for host_key, host_body in section.items():
-            _read_host(draft, str(host_key), host_body, f"{path}.{path_part(host_key)}", group)
+            if not isinstance(host_key, str):  # Ansible's YAML plugin refuses 1234: as a host name
+                draft.problems.append(f"{path}.{path_part(host_key)}: a host name must be text; quote it")
+                continue
+            _read_host(draft, host_key, host_body, f"{path}.{path_part(host_key)}", group)
 
 
 def _unknown_key_problem(key: str) -> str:

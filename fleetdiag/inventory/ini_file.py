@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _COMMENT = (";", "#")
-_SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:[#;].*)?$")
+# As Ansible's INI plugin: only a '#' comment may follow a section header ('; x' there is refused).
+_SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")
 _GROUP_NAME = re.compile(r"^([^:\]\s]+)\s*(?:[#;].*)?$")
 
 

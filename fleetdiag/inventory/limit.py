@@ -56,7 +56,8 @@ def split_limit(limit: str) -> list[str]:
         pieces = [limit]
     else:
         pieces = _COLON_PART.findall(limit)
-        dropped = re.sub(r"[\s:]", "", limit) != "".join(pieces)
+        kept = "".join(pieces)
+        dropped = kept.count("[") != limit.count("[") or kept.count("]") != limit.count("]")
         if dropped:
             raise InventoryError(
                 [f"--limit: {limit!r} has an unbalanced '[' or ']'"],
@@ -109,6 +110,8 @@ def matching_hosts(inventory: Inventory, pattern: str) -> tuple[list[str], bool]
         names.extend(inventory.groups[group])
     if not groups or expression.startswith("~") or any(char in expression for char in _HOST_ONLY_CHARS):
         names.extend(host.name for host in inventory.hosts if test(host.name))
+    if not names and expression in _LOCALHOST:  # Ansible's get_host: the inventory's first localhost
+        names = [host.name for host in inventory.hosts if host.name in _LOCALHOST][:1]
     names = list(dict.fromkeys(names))
     matched = bool(names or groups)
     if subscript is None or not names:
@@ -180,8 +183,10 @@ def _evaluate(inventory: Inventory, patterns: list[str]) -> tuple[list[str], lis
             raise InventoryError([f"--limit: {pattern!r} is not a valid regular expression: {exc}"]) from None
         if _OLD_RANGE.search(body) and not body.startswith("~"):
             warnings.append(f"--limit: {body!r}: use [x:y] inclusive subscripts instead of [x-y], which Ansible removed")
-        if not matched and body != ALL and body not in _LOCALHOST:
-            warnings.append(f"--limit: could not match supplied host pattern, ignoring: {body}")
+        if not matched and body != ALL:
+            expression = _split_subscript(body)[0]
+            if expression not in _LOCALHOST:
+                warnings.append(f"--limit: could not match supplied host pattern, ignoring: {expression}")
         if operator == "!":
             drop = set(names)
             selected = {name: None for name in selected if name not in drop}

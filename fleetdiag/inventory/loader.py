@@ -9,9 +9,11 @@ from pathlib import Path
 
 from fleetdiag.errors import InventoryError
 from fleetdiag.inventory.ansible_yaml import ALL, InventoryDraft, read_ansible_yaml
+from fleetdiag.inventory.host_patterns import is_ipv6
 from fleetdiag.inventory.ini_file import as_yaml_document, read_ini
 from fleetdiag.inventory.precedence import resolve_hosts
 from fleetdiag.inventory.secret_values import redact
+from fleetdiag.inventory.templates import ANSIBLE_READER_ADVICE
 from fleetdiag.inventory.vars_dirs import read_vars_dirs
 from fleetdiag.inventory.yaml_file import (
     FORMAT_HINT,
@@ -21,6 +23,8 @@ from fleetdiag.inventory.yaml_file import (
     read_text,
 )
 from fleetdiag.model import LOCAL_CONNECTION, HostSpec, frozen_map
+
+YAML_EXTENSIONS = ("", ".yaml", ".yml", ".json")  # Ansible's yaml plugin reads no other file
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,9 @@ def load_inventory(path: str | Path) -> Inventory:
         lines = [f"{shown}: {problem}" for problem in draft.problems] + vars_problems
         raise InventoryError(redact(lines, draft.secrets), hint=FORMAT_HINT)
     hosts, groups = resolve_hosts(draft)
+    if draft.problems:  # templates that could not be rendered, per host
+        lines = [f"{shown}: {problem}" for problem in draft.problems]
+        raise InventoryError(redact(lines, draft.secrets), hint=ANSIBLE_READER_ADVICE)
     warnings += tuple(f"{shown}: {warning}" for warning in draft.warnings)
     return Inventory(path=inventory_path, hosts=hosts, groups=groups, warnings=warnings)
 
@@ -61,11 +68,18 @@ def _read_draft(text: str, path: Path, shown: str) -> tuple[InventoryDraft, tupl
         yaml_error = None
     except InventoryError as exc:
         parsed, yaml_error = None, exc
-    if parsed is not None and isinstance(parsed.document, dict):
+    if parsed is not None and isinstance(parsed.document, dict) and not _looks_like_ini(text):
+        if path.suffix not in YAML_EXTENSIONS:
+            draft = InventoryDraft()
+            draft.problems.append(
+                f"Ansible reads a YAML inventory only from a file ending in {', '.join(YAML_EXTENSIONS[1:])} "
+                "or without an extension; rename it"
+            )
+            return draft, ()
         return read_ansible_yaml(parsed.document), parsed.warnings
-    if _looks_like_ini(text):
+    if _looks_like_ini(text) or parsed is None or parsed.document is None:
         ini = read_ini(text)
-        draft = read_ansible_yaml(as_yaml_document(ini))
+        draft = read_ansible_yaml(as_yaml_document(ini), from_ini=True)
         draft.problems[:0] = ini.problems
         return draft, ()
     if yaml_error is not None:
@@ -75,11 +89,21 @@ def _read_draft(text: str, path: Path, shown: str) -> tuple[InventoryDraft, tupl
 
 
 def _looks_like_ini(text: str) -> bool:
-    """A [section] line, or a first host line with key=value: no YAML inventory reads like that."""
+    """A [section] line, or a first line that is a host (key=value, an IPv6 address): no YAML reads like that."""
     if INI_SECTION.search(text):
         return True
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith(("#", ";"))]
-    return bool(lines) and ":" not in lines[0].split("=")[0] and not lines[0].startswith(("-", "{", "---"))
+    if not lines:
+        return True  # empty, or comments only: Ansible's INI plugin reads it as no hosts
+    first = lines[0].split()[0]
+    if is_ipv6(first) or parse_host_key_safe(first):
+        return True
+    return ":" not in lines[0].split("=")[0] and not lines[0].startswith(("-", "{", "---"))
+
+
+def parse_host_key_safe(word: str) -> bool:
+    """Whether ``word`` is a bracketed IPv6 host such as ``[2001:db8::10]:2222``."""
+    return word.startswith("[") and "]" in word and is_ipv6(word[1 : word.index("]")])
 
 
 def local_inventory() -> Inventory:

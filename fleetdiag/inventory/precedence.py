@@ -19,7 +19,8 @@ from fleetdiag.inventory.ansible_yaml import (
     HostDraft,
     InventoryDraft,
 )
-from fleetdiag.inventory.schema import HOSTSPEC_SOURCES
+from fleetdiag.inventory.schema import HOSTSPEC_SOURCES, validate_vars
+from fleetdiag.inventory.templates import Template, TemplateProblem, magic_vars, render
 from fleetdiag.model import HostSpec, frozen_map
 
 DEFAULT_GROUP_PRIORITY = 1  # Ansible's default for ansible_group_priority
@@ -149,6 +150,28 @@ def host_spec(
     )
 
 
+def _rendered(
+    name: str, settings: dict[str, Any], other_vars: Mapping[str, Any], member_of: set[str], problems: list[str]
+) -> dict[str, Any] | None:
+    """The host's settings with their templates rendered and validated; None (problems noted) if one fails."""
+    variables = {**other_vars, **settings, **magic_vars(name, tuple(sorted(member_of - {ALL})))}
+    rendered: dict[str, Any] = {}
+    failed = False
+    for variable, value in settings.items():
+        try:
+            rendered[variable] = render(value, variables) if isinstance(value, Template) else value
+        except TemplateProblem as exc:
+            problems.append(f"host {name}: {variable}: {exc}")
+            failed = True
+    if failed:
+        return None
+    templated = {variable: rendered[variable] for variable, value in settings.items() if isinstance(value, Template)}
+    found: list[str] = []
+    checked = validate_vars(templated, f"host {name}", found, defer_templates=False)
+    problems.extend(found)
+    return None if found else {**rendered, **checked}
+
+
 def resolve_hosts(draft: InventoryDraft) -> tuple[tuple[HostSpec, ...], Mapping[str, tuple[str, ...]]]:
     """The hosts in Ansible's order for 'all', and each group's hosts (children's included) in its order."""
     reconcile(draft)
@@ -157,6 +180,12 @@ def resolve_hosts(draft: InventoryDraft) -> tuple[tuple[HostSpec, ...], Mapping[
     for host in draft.hosts.values():
         member_of = groups_of(host, draft.groups)
         settings, other_vars = merged_variables(host, member_of, draft.groups, depths)
+        if any(isinstance(value, Template) for value in settings.values()):
+            settings = _rendered(host.name, settings, other_vars, member_of, draft.problems)
+            if settings is None:
+                continue
         specs[host.name] = host_spec(host.name, settings, other_vars, member_of)
+    if draft.problems:
+        return (), frozen_map()
     members = {name: tuple(group_hosts(name, draft.groups)) for name in draft.groups}
     return tuple(specs[name] for name in members[ALL]), frozen_map(members)

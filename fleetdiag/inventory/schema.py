@@ -22,6 +22,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from fleetdiag.inventory.names import host_problem, login_problem, template_problem
+from fleetdiag.inventory.templates import Template, is_template
 from fleetdiag.transport.ssh_args import SshArgsError, parse_ssh_args
 
 # Ansible's module_utils.parsing.convert_bool sets, compared lower-cased.
@@ -185,7 +186,9 @@ IGNORED_PASSWORDS = frozenset(
 )
 
 
-def validate_vars(written: Mapping[str, Any], path: str, problems: list[str]) -> dict[str, Any]:
+def validate_vars(
+    written: Mapping[str, Any], path: str, problems: list[str], defer_templates: bool = True
+) -> dict[str, Any]:
     """The understood variables of one ``vars`` mapping, validated; problems go to ``problems``.
 
     A variable written as null stays None: it hides a less specific value, and then
@@ -193,7 +196,11 @@ def validate_vars(written: Mapping[str, Any], path: str, problems: list[str]) ->
     message>`` and never contain the input value.
     """
     understood = {name: value for name, value in written.items() if name in UNDERSTOOD_VARS}
-    given = {name: value for name, value in understood.items() if value is not None}
+    # A template is validated once rendered for each host (precedence does it).
+    deferred = {
+        name: Template(value) for name, value in understood.items() if defer_templates and is_template(value)
+    }
+    given = {name: value for name, value in understood.items() if value is not None and name not in deferred}
     try:
         validated = InventoryVars.model_validate(given)
     except ValidationError as exc:
@@ -204,7 +211,7 @@ def validate_vars(written: Mapping[str, Any], path: str, problems: list[str]) ->
             where = ".".join(str(part) for part in error["loc"])
             problems.append(f"{path}.{where}: {error['msg']}")
         return {}
-    return {name: getattr(validated, name) for name in understood}
+    return {name: deferred[name] if name in deferred else getattr(validated, name) for name in understood}
 
 
 _PORT = TypeAdapter(Port)
