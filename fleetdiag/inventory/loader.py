@@ -77,7 +77,7 @@ def _read_draft(text: str, path: Path, shown: str) -> tuple[InventoryDraft, tupl
             )
             return draft, ()
         return read_ansible_yaml(parsed.document), parsed.warnings
-    if _looks_like_ini(text) or parsed is None or parsed.document is None:
+    if _looks_like_ini(text) or (parsed is not None and parsed.document is None):
         ini = read_ini(text)
         draft = read_ansible_yaml(as_yaml_document(ini), from_ini=True)
         draft.problems[:0] = ini.problems

@@ -10,6 +10,7 @@ import pytest
 
 from fleetdiag.errors import InventoryError, UsageError
 from fleetdiag.inventory import Inventory, load_inventory, local_inventory, select_hosts
+from fleetdiag.inventory.limit import select_with_warnings
 from fleetdiag.model import HostSpec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "inventory"
@@ -80,10 +81,11 @@ def test_host_in_several_groups_is_one_host_with_merged_host_vars() -> None:
     assert inventory.groups["ungrouped"] == ()
 
 
-def test_groups_map_includes_hosts_of_child_groups_in_file_order() -> None:
+def test_groups_map_includes_hosts_of_child_groups_in_ansibles_order() -> None:
     inventory = load_inventory("good/precedence.yaml")
-    assert inventory.groups["prod"] == ("web01", "web02", "app01")
-    assert inventory.groups["all"] == ("web01", "web02", "app01")
+    # Ansible's Group.get_hosts: the group's own hosts first, then its children's, level by level.
+    assert inventory.groups["prod"] == ("app01", "web01", "web02")
+    assert inventory.groups["all"] == ("app01", "web01", "web02")
     assert hosts_by_name(inventory)["web01"].groups == ("prod", "web")
 
 
@@ -251,8 +253,8 @@ def test_inventory_is_frozen() -> None:
 def test_example_inventory_loads_and_shows_every_feature(tmp_path: Path) -> None:
     inventory = load_inventory(EXAMPLE)
     hosts = hosts_by_name(inventory)
-    assert list(hosts) == [
-        "web01", "web02", "web03", "db01", "db02", "db03", "lb-a", "lb-b", "bastion01",
+    assert list(hosts) == [  # Ansible's order for 'all': all's own hosts first, then its groups'
+        "bastion01", "web01", "web02", "web03", "db01", "db02", "db03", "lb-a", "lb-b",
     ]  # fmt: skip
     assert (hosts["web02"].user, hosts["web02"].become) == ("ops", True)
     assert (hosts["lb-a"].user, hosts["lb-a"].become) == ("root", False)
@@ -299,15 +301,12 @@ BAD_CASES = {
         ("line 5, column 6: YAML syntax error: expected <block end>, but found '<block mapping start>' "
         "(while parsing a block mapping started on line 3)"),
     ],
-    "empty": ["the file is empty; an inventory starts with 'all:'"],
-    "comments_only": ["the file is empty; an inventory starts with 'all:'"],
     "top_level_list": ["the top level must be a mapping of groups such as 'all:', got a list"],
     "top_level_empty_mapping": ["no groups: the top level must hold 'all:' or group names"],
     "top_level_sections": [
         "hosts: 'hosts' is not a group at the top level; put it under 'all:'",
         "vars: 'vars' is not a group at the top level; put it under 'all:'",
     ],
-    "no_hosts": ["the inventory defines no hosts"],
     "plugin_config": [
         ("this is an inventory plugin configuration, not a YAML inventory; "
         "export one with 'ansible-inventory --list --yaml'"),
@@ -337,9 +336,8 @@ BAD_CASES = {
     ],
     "values": [
         "all.hosts.web01.ansible_become: Input should be a boolean: yes/no, true/false, on/off or 1/0",
-        "all.hosts.web01.ansible_connection: Input should be 'ssh', 'local', 'paramiko' or 'smart'",
+        "all.hosts.web01.ansible_connection: Input should be 'ssh', 'local', 'paramiko', 'paramiko_ssh' or 'smart'",
         "all.hosts.web01.ansible_ssh_private_key_file: key file path must not be empty",
-        "all.hosts.web01.ansible_host: Jinja templates are not evaluated by fleetdiag; write the value itself",
         ("all.hosts.web01.ansible_group_priority: Input should be a valid integer, "
         "unable to parse string as an integer"),
         "all.hosts.web01.ansible_ssh_common_args: Input should be a valid string",
@@ -362,6 +360,13 @@ BAD_CASES = {
         "use letters, digits, '_', '-' and '.'"),
     ],
 }  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ["empty", "comments_only", "no_hosts"])
+def test_an_inventory_without_hosts_loads_empty_with_a_warning_as_in_ansible(case: str) -> None:
+    inventory = load_inventory(f"bad/{case}.yaml")
+    assert inventory.hosts == ()
+    assert inventory.warnings == (f"bad/{case}.yaml: the inventory defines no hosts",)
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CASES))
@@ -502,7 +507,7 @@ def test_secret_values_never_appear_in_problems() -> None:
             f"{name}: all.children.web.ansible_become_pass: unknown key; a group may only hold 'hosts', "
             "'children' and 'vars': variables go under 'vars:'"
         ),
-        f"{name}: all.children.web.vars.ansible_connection: Input should be 'ssh', 'local', 'paramiko' or 'smart'",
+        f"{name}: all.children.web.vars.ansible_connection: Input should be 'ssh', 'local', 'paramiko', 'paramiko_ssh' or 'smart'",
     ]
     assert "Tr0ub4dor" not in str(caught.value)
     assert "Tr0ub4dor" not in repr(caught.value.args)
@@ -549,11 +554,13 @@ def names(hosts: tuple[HostSpec, ...]) -> list[str]:
         ("web:!web02", ["web01", "web03"]),
         ("!prod", ["bastion01"]),
         ("&db", ["db01", "db02", "db03"]),
-        ("web,bastion01:!canary", ["web02", "web03", "bastion01"]),
+        # With a comma Ansible splits on commas only: 'bastion01:!canary' is one pattern matching nothing.
+        ("web,bastion01:!canary", ["web01", "web02", "web03"]),
+        ("web:&prod:!canary, bastion01", ["bastion01"]),
         # Intersections apply after every plain pattern, wherever they are written.
-        ("web:&prod:!canary, bastion01", ["web02", "web03"]),
+        ("web:&prod:!canary:bastion01", ["web02", "web03"]),
         ("all:!prod", ["bastion01"]),
-        ("*", ["web01", "web02", "web03", "db01", "db02", "db03", "lb-a", "lb-b", "bastion01"]),
+        ("*", ["bastion01", "web01", "web02", "web03", "db01", "db02", "db03", "lb-a", "lb-b"]),
     ],
 )
 def test_limit_patterns_select_like_ansible(example: Inventory, limit: str, expected: list[str]) -> None:
@@ -573,15 +580,23 @@ def test_limit_accepts_an_ipv6_host_name() -> None:
     assert len(select_hosts(inventory, "all,!2001:db8::11")) == len(inventory.hosts) - 1
 
 
-def test_limit_names_every_pattern_that_matches_nothing(example: Inventory) -> None:
+def test_limit_warns_about_every_pattern_that_matches_nothing_and_goes_on(example: Inventory) -> None:
+    selection = select_with_warnings(example, "web:webb:!dbx:&canary")
+    assert names(selection.hosts) == ["web01"]
+    assert selection.warnings == (
+        "--limit: could not match supplied host pattern, ignoring: webb",
+        "--limit: could not match supplied host pattern, ignoring: dbx",
+    )
     with pytest.raises(InventoryError) as caught:
-        select_hosts(example, "webb:!dbx:&canary:&")
+        select_hosts(example, "webb:!dbx")
     assert caught.value.problems == [
-        f"--limit: 'webb' matches no host or group in {EXAMPLE}",
-        f"--limit: '!dbx' matches no host or group in {EXAMPLE}",
-        "--limit: '&' needs a host or group name after '&'",
+        "--limit: could not match supplied host pattern, ignoring: webb",
+        "--limit: could not match supplied host pattern, ignoring: dbx",
+        "--limit: 'webb:!dbx' leaves no host to diagnose",
     ]
     assert caught.value.hint == f"groups in {EXAMPLE}: prod, web, db, lb, bastion, canary"
+    with pytest.raises(InventoryError, match="needs a host or group name after '&'"):
+        select_hosts(example, "web:&")
 
 
 def test_limit_that_leaves_nothing_is_an_error(example: Inventory) -> None:
