@@ -142,8 +142,11 @@ def load_with_ansible(path: str | Path, vault: VaultOptions | None = None) -> An
             _vault_secrets(loader, vault)
             manager = InventoryManager(loader=loader, sources=[shown])
             if not manager._inventory.processed_sources:
-                problems = display.warnings or [f"{shown}: not an inventory Ansible can read"]
-                raise InventoryError([f"{shown}: {line}" for line in problems], hint=ADVICE)
+                # Ansible's own reasons first; its closing "unable to parse" lines say nothing more.
+                noise = ("Unable to parse ", "No inventory was parsed")
+                problems = [line for line in display.warnings if not line.startswith(noise)] or display.warnings
+                problems = problems or ["not an inventory Ansible can read"]
+                raise InventoryError([f"{shown}: {line.replace(shown, '').strip()}" for line in problems], hint=ADVICE)
             variables = VariableManager(loader=loader, inventory=manager)
             hosts, problems, secrets = _host_specs(manager, variables, loader, shown)
         except AnsibleError as exc:
@@ -151,6 +154,8 @@ def load_with_ansible(path: str | Path, vault: VaultOptions | None = None) -> An
     if problems:
         raise InventoryError(redact(problems, secrets), hint=ADVICE)
     groups = {name: tuple(host.name for host in group.get_hosts()) for name, group in manager.groups.items()}
+    if not hosts:
+        display.warning("the inventory defines no hosts")  # as the built-in reader says
     warnings = tuple(f"{shown}: {warning}" for warning in display.warnings)
     return Inventory(
         path=Path(path), hosts=hosts, groups=frozen_map(groups), warnings=warnings, selector=_Selector(manager)

@@ -20,6 +20,8 @@ from typing import Any
 _COMMENT = (";", "#")
 # As Ansible's INI plugin: only a '#' comment may follow a section header ('; x' there is refused).
 _SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")
+# A host line, not a section: Ansible reads "[2001:db8::10]:2222 ansible_user=x" as an IPv6 host and port.
+_BRACKETED_HOST = re.compile(r"^\[[0-9A-Fa-f:.%]*:[0-9A-Fa-f:.%]*\]:[0-9]+(?:\s|$)")
 _GROUP_NAME = re.compile(r"^([^:\]\s]+)\s*(?:[#;].*)?$")
 
 
@@ -62,7 +64,7 @@ def read_ini(text: str) -> IniDocument:
         line = raw.strip()
         if not line or line.startswith(_COMMENT):
             continue
-        section = _SECTION.match(line)
+        section = None if _BRACKETED_HOST.match(line) else _SECTION.match(line)
         if section:
             group, state = section.group(1), section.group(2) or "hosts"
             if state not in ("hosts", "vars", "children"):
@@ -76,7 +78,7 @@ def read_ini(text: str) -> IniDocument:
                 pending.setdefault(group, (number, f"[{group}:vars]"))
             doc.group(group)
             continue
-        if line.startswith("["):
+        if line.startswith("[") and not _BRACKETED_HOST.match(line):
             doc.problems.append(f"line {number}: invalid section header; write [group], [group:vars] or [group:children]")
             state = "skip"
             continue

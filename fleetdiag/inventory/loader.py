@@ -3,6 +3,7 @@ then precedence; or every problem at once."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,11 +55,25 @@ def load_inventory(path: str | Path) -> Inventory:
         lines = [f"{shown}: {problem}" for problem in draft.problems] + vars_problems
         raise InventoryError(redact(lines, draft.secrets), hint=FORMAT_HINT)
     hosts, groups = resolve_hosts(draft)
+    draft.warnings.extend(ansible_warnings(draft))
     if draft.problems:  # templates that could not be rendered, per host
         lines = [f"{shown}: {problem}" for problem in draft.problems]
         raise InventoryError(redact(lines, draft.secrets), hint=ANSIBLE_READER_ADVICE)
     warnings += tuple(f"{shown}: {warning}" for warning in draft.warnings)
     return Inventory(path=inventory_path, hosts=hosts, groups=groups, warnings=warnings)
+
+
+_INVALID_GROUP_CHARS = re.compile(r"^[\d\W]|[^\w]")  # Ansible's INVALID_VARIABLE_NAMES
+
+
+def ansible_warnings(draft: InventoryDraft) -> list[str]:
+    """The warnings ansible-core gives for this inventory once read (it reads it all the same)."""
+    warnings = []
+    invalid = [name for name in draft.groups if _INVALID_GROUP_CHARS.search(name)]
+    if invalid:
+        warnings.append(f"Invalid characters were found in group names but not replaced: {', '.join(invalid)}")
+    warnings.extend(f"Found both group and host with same name: {name}" for name in draft.groups if name in draft.hosts)
+    return warnings
 
 
 def _read_draft(text: str, path: Path, shown: str) -> tuple[InventoryDraft, tuple[str, ...]]:

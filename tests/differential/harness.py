@@ -18,6 +18,12 @@ CONNECTION_FIELDS = (
     "connection", "ssh_common_args", "host_key_checking", "groups",
 )  # fmt: skip
 UNMATCHED = "could not match supplied host pattern"
+# Warnings ansible-core gives while reading an inventory, which the built-in reader must give too.
+LOAD_WARNINGS = (
+    "found both group and host with same name",
+    "invalid characters were found in group names",
+    "the inventory defines no hosts",
+)
 
 
 def is_hazard(limit: str) -> bool:
@@ -53,9 +59,11 @@ def read(case: Path, reader: str) -> tuple[Inventory | None, Outcome]:
         inventory = load_inventory(source_of(case)) if reader == "builtin" else load_with_ansible(source_of(case))
     except InventoryError as exc:
         return None, Outcome(error=exc.problems[0])
+    warnings = tuple(sorted(kind for kind in LOAD_WARNINGS if any(kind in w.casefold() for w in inventory.warnings)))
     hosts = {host.name: {name: getattr(host, name) for name in CONNECTION_FIELDS} for host in inventory.hosts}
     groups = {name: members for name, members in inventory.groups.items()}
-    return inventory, Outcome(value={"order": [h.name for h in inventory.hosts], "hosts": hosts, "groups": groups})
+    value = {"order": [h.name for h in inventory.hosts], "hosts": hosts, "groups": groups}
+    return inventory, Outcome(value=value, warnings=warnings)
 
 
 def select(inventory: Inventory, limit: str) -> Outcome:
@@ -89,3 +97,28 @@ def patterns_for(case: Path, inventory: Inventory) -> list[str]:
     if len(groups) >= 2:
         made += [f"{groups[0]}:{groups[1]}", f"{groups[0]}:&{groups[1]}", f"{groups[0]},{groups[1]}", f"{groups[1]}:!{groups[0]}"]
     return list(dict.fromkeys(own + made))
+
+
+def ambiguous_groups(inventory: Inventory) -> set[str]:
+    """Groups whose host order ansible-core leaves undefined (ansible-core read ``inventory``).
+
+    Group.get_hosts walks descendants level by level, but below the first level it iterates
+    a set of groups: when two groups of that set bring new children, their order (and so
+    ``group[0]``) changes from one run to the next. Those groups are compared as sets.
+    """
+    assert inventory.selector is not None
+    groups = inventory.selector.manager.groups
+    ambiguous = set()
+    for name, group in groups.items():
+        seen = {group, *group.child_groups}
+        unprocessed = set(seen)
+        while unprocessed:
+            bringing = [g for g in unprocessed if set(g.child_groups) - seen]
+            brought = {child for g in bringing for child in g.child_groups} - seen
+            if len(bringing) > 1 and len(brought) > 1:
+                ambiguous.add(name)
+                break
+            new = {child for g in unprocessed for child in g.child_groups} - seen
+            seen |= new
+            unprocessed = new
+    return ambiguous
