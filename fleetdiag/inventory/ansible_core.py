@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from fleetdiag.errors import InventoryError
+from fleetdiag.inventory.names import host_problem
 from fleetdiag.inventory.precedence import host_spec
-from fleetdiag.inventory.schema import IGNORED_PASSWORDS, UNDERSTOOD_VARS, validate_vars
+from fleetdiag.inventory.schema import IGNORED_PASSWORDS, UNDERSTOOD_VARS, ignored_password_warning, validate_vars
 from fleetdiag.inventory.secret_values import VaultEncrypted, conceal, is_secret_name, redact
 from fleetdiag.model import HostSpec, frozen_map
 
@@ -101,6 +102,19 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(first.split())
 
 
+_plugin_loader_ready = False
+
+
+def _init_plugin_loader() -> None:
+    """Ansible's collection loader, as its CLI sets it up once: plugins named ansible.builtin.* need it."""
+    global _plugin_loader_ready
+    if not _plugin_loader_ready:
+        from ansible.plugins.loader import init_plugin_loader
+
+        init_plugin_loader()
+        _plugin_loader_ready = True
+
+
 def _vault_secrets(loader: Any, vault: VaultOptions | None) -> None:
     """Give the loader (and Ansible's ambient context) the vault secrets, as ansible's CLI does."""
     from ansible.parsing.vault import VaultSecret, VaultSecretsContext, get_file_vault_secret
@@ -138,6 +152,7 @@ def load_with_ansible(path: str | Path, vault: VaultOptions | None = None) -> An
         raise InventoryError([f"{shown}: file not found"], hint="check the path given with -i")
     with _caught_display() as display:
         try:
+            _init_plugin_loader()
             loader = DataLoader()
             _vault_secrets(loader, vault)
             manager = InventoryManager(loader=loader, sources=[shown])
@@ -148,7 +163,7 @@ def load_with_ansible(path: str | Path, vault: VaultOptions | None = None) -> An
                 problems = problems or ["not an inventory Ansible can read"]
                 raise InventoryError([f"{shown}: {line.replace(shown, '').strip()}" for line in problems], hint=ADVICE)
             variables = VariableManager(loader=loader, inventory=manager)
-            hosts, problems, secrets = _host_specs(manager, variables, loader, shown)
+            hosts, problems, secrets = _host_specs(manager, variables, loader, shown, display.warning)
         except AnsibleError as exc:
             raise InventoryError([f"{shown}: {_one_line(exc)}"], hint=ADVICE) from None
     if problems:
@@ -184,14 +199,20 @@ class _Selector:
 
 
 def _host_specs(
-    manager: Any, variables: Any, loader: Any, shown: str
+    manager: Any, variables: Any, loader: Any, shown: str, warn: Any
 ) -> tuple[tuple[HostSpec, ...], list[str], list[str]]:
     """Each host's HostSpec from its Ansible vars (templated), problems, and secret values seen."""
     from ansible.template import Templar
 
     specs, problems, secrets = [], [], []
     for host in manager.get_hosts("all"):
+        name_problem = host_problem(host.name)  # as the built-in reader: a name may become the address
+        if name_problem is not None:
+            problems.append(f"{shown}: {name_problem}")
+            continue
         merged = variables.get_vars(host=host, include_hostvars=False, stage="all")
+        for name in sorted(IGNORED_PASSWORDS & merged.keys()):
+            warn(ignored_password_warning(f"{host.name}.{name}"))
         templar = Templar(loader=loader, variables=merged)
         understood: dict[str, Any] = {}
         where: dict[str, str] = {}

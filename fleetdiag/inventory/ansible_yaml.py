@@ -19,6 +19,7 @@ from fleetdiag.inventory.names import group_problem, host_problem
 from fleetdiag.inventory.schema import (
     IGNORED_PASSWORDS,
     UNDERSTOOD_VARS,
+    ignored_password_warning,
     validate_port,
     validate_vars,
 )
@@ -259,10 +260,7 @@ def read_vars(
     for name, value in variables.items():
         _note_secrets(draft, name, value)
         if name in IGNORED_PASSWORDS:
-            draft.warnings.append(
-                f"{path}.{name}: ignored; fleetdiag takes the become password only from "
-                "the FLEETDIAG_BECOME_PASSWORD environment variable or the -K prompt"
-            )
+            draft.warnings.append(ignored_password_warning(f"{path}.{name}"))
     settings = validate_vars(variables, path, draft.problems)
     other_vars = {
         name: _kept_value(name, value) for name, value in variables.items() if name not in UNDERSTOOD_VARS

@@ -186,6 +186,14 @@ IGNORED_PASSWORDS = frozenset(
 )
 
 
+def ignored_password_warning(path: str) -> str:
+    """The warning for a become password written in an inventory at ``path`` (dotted, variable included)."""
+    return (
+        f"{path}: ignored; fleetdiag takes the become password only from "
+        "the FLEETDIAG_BECOME_PASSWORD environment variable or the -K prompt"
+    )
+
+
 def validate_vars(
     written: Mapping[str, Any], path: str, problems: list[str], defer_templates: bool = True
 ) -> dict[str, Any]:
