@@ -213,13 +213,17 @@ def _host_specs(
         merged = variables.get_vars(host=host, include_hostvars=False, stage="all")
         for name in sorted(IGNORED_PASSWORDS & merged.keys()):
             warn(ignored_password_warning(f"{host.name}.{name}"))
-        templar = Templar(loader=loader, variables=merged)
+        templar = None
         understood: dict[str, Any] = {}
         where: dict[str, str] = {}
         for name in UNDERSTOOD_VARS & merged.keys():
-            where[name] = _origin(merged[name], shown)
+            value = merged[name]
+            where[name] = _origin(value, shown)
             try:
-                understood[name] = _plain(templar.template(merged[name]), decrypt=True)
+                if _needs_templar(value):  # most hosts have none: a Templar per host would double the time
+                    templar = templar or Templar(loader=loader, variables=merged)
+                    value = templar.template(value)
+                understood[name] = _plain(value, decrypt=True)
             except Exception as exc:  # AnsibleUndefinedVariable, a template syntax error, a vault failure
                 problems.append(f"{where[name]}: {host.name}.{name}: {_one_line(exc)}")
         for name, value in understood.items():
@@ -238,6 +242,13 @@ def _host_specs(
         member_of = {group.name for group in host.get_groups()}
         specs.append(host_spec(host.name, settings, other, member_of | {"all"}))
     return tuple(specs), problems, secrets
+
+
+def _needs_templar(value: Any) -> bool:
+    """Whether Ansible would render or decrypt this value when it is used."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value or type(value).__name__ == "EncryptedString"
+    return isinstance(value, (Mapping, list, tuple)) or type(value).__name__ == "EncryptedString"
 
 
 def _origin(value: Any, shown: str) -> str:
