@@ -151,10 +151,12 @@ def select_with_warnings(inventory: Inventory, limit: str | None) -> Selection:
     """The hosts a --limit selects and Ansible's warnings; InventoryError if it leaves no host."""
     if limit is None or not limit.strip():
         return Selection(inventory.hosts)
+    patterns = split_limit(limit)  # refuses '~[' whichever reader selects
     if inventory.selector is not None:
-        names, warnings = inventory.selector(limit)
+        # Rejoined with commas, Ansible splits it exactly so: '!2001:db8::10' stays one pattern.
+        names, warnings = inventory.selector(",".join(patterns) + ("," if len(patterns) == 1 else ""))
     else:
-        names, warnings = _evaluate(inventory, expand_limit_files(split_limit(limit)))
+        names, warnings = _evaluate(inventory, expand_limit_files(patterns))
     chosen_names = set(names)
     chosen = tuple(host for host in inventory.hosts if host.name in chosen_names)
     if not chosen:

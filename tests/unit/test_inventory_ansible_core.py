@@ -137,6 +137,15 @@ def test_limit_is_selected_by_ansible_with_its_warnings(tmp_path: Path) -> None:
         select_with_warnings(inventory, "nothing")
 
 
+def test_the_two_hazards_are_read_as_fleetdiag_reads_them_with_ansible_too(tmp_path: Path) -> None:
+    path = write(tmp_path / "hosts.ini", "[web]\nweb01\n2001:db8::10\n")
+    inventory = load_with_ansible(path)
+    with pytest.raises(InventoryError, match="unbalanced"):
+        select_with_warnings(inventory, "~[")  # Ansible: '~', every host
+    assert [h.name for h in select_with_warnings(inventory, "!2001:db8::10").hosts] == ["web01"]
+    assert [h.name for h in select_with_warnings(inventory, "web,!2001:db8::10").hosts] == ["web01"]
+
+
 def test_the_reader_is_chosen_by_what_is_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert chosen_reader("auto") == "ansible"
     assert chosen_reader("builtin") == "builtin"
