@@ -92,3 +92,13 @@ def test_a_vaulted_connection_variable_needs_the_ansible_reader_and_its_password
         assert refused.stdout == ""
         assert "ansible_user" in refused.stderr
         assert VAULT_PASSWORD not in refused.stderr and "not-the-password" not in refused.stderr
+
+
+def test_a_pattern_matching_nothing_warns_and_the_sweep_goes_on_with_both_readers(fleet: LabFleet, tmp_path: Path) -> None:
+    path = inventory(fleet, tmp_path / "hosts.yaml")
+    for reader in ("builtin", "ansible"):
+        result = collect(fleet, tmp_path, "-i", str(path), "--inventory-reader", reader, "-l", "h01,h99")
+        assert set(summary(result)) == {"h01"}
+        assert "fleetdiag: warning: --limit: " in result.stderr and "h99" in result.stderr
+        refused = collect(fleet, tmp_path, "-i", str(path), "--inventory-reader", reader, "-l", "~[")
+        assert refused.returncode == 2 and refused.stdout == "" and "unbalanced" in refused.stderr
