@@ -31,6 +31,7 @@ from fleetdiag.module_builds import ModuleBuilds, ModuleUnavailable
 from fleetdiag.sections import split_sections
 from fleetdiag.tracers import systemtap
 from fleetdiag.tracers.base import ProbePlan, Tracer
+from fleetdiag.tracers.prog_stats import parse_probe_stats
 from fleetdiag.transport.base import ASK_MARKER, CommandResult, Transport, reply
 from fleetdiag.window_script import GO_REPLY, build_window_script, detect_then_window_script, remote_deadline_s
 
@@ -362,6 +363,10 @@ def window_result(
     if report.flows_truncated:
         notes.append("some drops are counted per reason only: no flow or the flow map was full")
     notes += report.notes  # what this probe could not see (diagnosis reconciles traced vs counted)
+    stats = parse_probe_stats(sections.get("probe_stats"), sum(report.drops.values()))
+    if stats is None and plan is not None and plan.reads_stats:
+        notes.append("the probe's programs were not read before they unloaded (the window was stopped early): "
+                     "recursion misses unknown")  # fmt: skip
     fidelity = plan.fidelity if plan else Fidelity.TRACED
     return HostResult(
         name=spec.name,
@@ -378,6 +383,8 @@ def window_result(
         notes=tuple(notes),
         fidelity=fidelity,
         tracers=frozen_map(verdicts or {}),
+        probe_stats=stats,
+        flows_truncated=report.flows_truncated,
     )
 
 

@@ -8,6 +8,8 @@ from typing import Mapping
 ALWAYS_REPORTED = (
     "TCPBacklogDrop",
     "TCPRcvQDrop",
+    "TCPOFODrop",  # with TCPRcvQDrop, PROTO_MEM's counter (diagnosis/reconcile.py)
+    "BeyondWindow",  # 6.17+: the sequence checks' counter
     "TCPZeroWindowDrop",
     "PruneCalled",
     "RcvPruned",

@@ -14,9 +14,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fleetdiag import model
 from fleetdiag.backlog_limit import backlog_limit
-from fleetdiag.diagnosis import flow_verdicts, host_verdicts, reconcile
+from fleetdiag.diagnosis import flow_verdicts, host_verdicts, reconcile, unchecked_reasons
 from fleetdiag.errors import FleetdiagError
 from fleetdiag.model import FlowDrop, HostResult, Status, Sweep, frozen_map
+from fleetdiag.tracers.prog_stats import stats_document, stats_from_document
 
 SCHEMA_VERSION = 1
 _OPTIONAL_FLOW_FIELDS = ("rcvbuf", "sndbuf", "backlog_len_max", "rmem_alloc_max", "queue_max", "userlocks")
@@ -50,6 +51,11 @@ def host_document(host: HostResult, port: int | None = None) -> dict[str, Any]:
             for name, v in tracers.items()
         },
         "reconciliation": [item.as_dict() for item in reconcile(host, port)],
+        "probe_stats": stats_document(getattr(host, "probe_stats", None)),
+        # Traced reasons no counter checks: short by up to probe_stats.recursion_misses when any.
+        "unchecked_reasons": unchecked_reasons(host, port),
+        # flows[] holds every flow the probe's map kept; true when it was full (or drops had no flow).
+        "flows_truncated": bool(getattr(host, "flows_truncated", False)),
         "verdicts": [v.as_dict() for v in host_verdicts(host, port)],
     }
 
@@ -157,6 +163,8 @@ class _HostIn(_In):
     fidelity: str | None = None
     module: _ModuleIn | None = None
     tracers: dict[str, _TracerIn] = {}
+    probe_stats: dict[str, Any] | None = None
+    flows_truncated: bool = False
 
 
 class _SweepIn(_In):
@@ -203,6 +211,10 @@ def _host(doc: _HostIn, flows: tuple[FlowDrop, ...]) -> HostResult:
         extra["tracers"] = frozen_map({name: tracer_type(**t.model_dump()) for name, t in doc.tracers.items()})
     if doc.module is not None:
         extra["module"] = model.ModuleOrigin(**doc.module.model_dump(exclude={"sentence"}))
+    if doc.probe_stats is not None:
+        extra["probe_stats"] = stats_from_document(doc.probe_stats)
+    if doc.flows_truncated:
+        extra["flows_truncated"] = True
     return HostResult(
         name=doc.name,
         address=doc.address,

@@ -116,6 +116,46 @@ class ProbeReport:
 
 
 @dataclass(frozen=True)
+class ProgramStats:
+    """One BPF program of a probe, as the kernel counted it (fdinfo), read while it was loaded."""
+
+    prog_id: int
+    prog_type: int | None
+    recursion_misses: int
+    run_cnt: int | None = None  # None: kernel.bpf_stats_enabled was 0 (the kernel did not count runs)
+    run_time_ns: int | None = None
+
+
+@dataclass(frozen=True)
+class ProbeStats:
+    """A BPF probe's programs at the window's end: how often the kernel skipped them.
+
+    ``recursion_misses`` is the kernel's own count of runs it skipped (another BPF program was
+    already running on that CPU); a skipped run's drop reason is unknown, so it bounds the
+    shortfall of every reason. ``events`` is what the programs recorded (TCP drops in the
+    host's namespace); ``run_cnt`` is every run, any namespace, when the kernel counted runs.
+    """
+
+    programs: tuple[ProgramStats, ...] = ()
+    events: int = 0
+    bpf_stats_enabled: bool = False
+
+    @property
+    def recursion_misses(self) -> int:
+        return sum(p.recursion_misses for p in self.programs)
+
+    @property
+    def run_cnt(self) -> int | None:
+        runs = [p.run_cnt for p in self.programs if p.run_cnt is not None]
+        return sum(runs) if runs else None
+
+    @property
+    def run_time_ns(self) -> int | None:
+        times = [p.run_time_ns for p in self.programs if p.run_time_ns is not None]
+        return sum(times) if times else None
+
+
+@dataclass(frozen=True)
 class HostResult:
     """The outcome for one host: always a value, whether it worked or not."""
 
@@ -135,6 +175,8 @@ class HostResult:
     fidelity: Fidelity | None = None
     tracers: Mapping[str, Verdict] = field(default_factory=frozen_map)  # every tracer's verdict
     module: ModuleOrigin | None = None  # systemtap only: where its module came from
+    probe_stats: ProbeStats | None = None  # BPF tiers: the programs' recursion misses, read at the window's end
+    flows_truncated: bool = False  # the flow map was full (or drops had no flow): flows[] holds what fit
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,8 @@ def build_window_script(plan: ProbePlan, duration_s: int, follow: bool = False, 
         .replace("@@PREPARE@@", _prepare_block(plan))
         .replace("@@READY@@", READY_QUESTION if ask_before_start else ":")
         .replace("@@TRACES@@", "1" if plan.traces else "0")
+        .replace("@@STATS@@", "1" if plan.reads_stats else "0")
+        .replace("@@STOP_AFTER@@", str(int(duration_s)))
         .replace("@@LIFETIME@@", str(probe_lifetime_s(duration_s, plan.attach_allowance_s)))
         .replace("@@COMMAND@@", plan.command)
     )

@@ -59,6 +59,50 @@ start_probe() {
   stop_on_stdin_eof "${1:-}"
 }
 
+# BPF tracers (@@STATS@@ = 1): the kernel keeps each program's run count and recursion misses
+# only while the program is loaded, so at the window's end they are read from the fdinfo of
+# the probe's own fds, and only then is the probe stopped (INT: it prints its maps as at its
+# own timer, which stays as a backstop a little later). Lines: "prog ID TYPE RUN_CNT RUN_NS
+# MISSES", "bpf_stats 0|1" (run counts need kernel.bpf_stats_enabled; fleetdiag never sets it).
+probe_stats() {
+  fd_stats=""
+  for fd_p in "$@"; do
+    for fd_f in /proc/"$fd_p"/fdinfo/*; do
+      fd_id="" fd_t="-" fd_n="-" fd_ns="-" fd_m="-"
+      { while read -r fd_k fd_v; do
+        case $fd_k in
+          prog_type:) fd_t=$fd_v ;; prog_id:) fd_id=$fd_v ;; run_time_ns:) fd_ns=$fd_v ;;
+          run_cnt:) fd_n=$fd_v ;; recursion_misses:) fd_m=$fd_v ;;
+        esac
+      done <"$fd_f"; } 2>/dev/null
+      if [ -n "$fd_id" ]; then fd_stats="$fd_stats
+prog $fd_id $fd_t $fd_n $fd_ns $fd_m"; fi
+    done
+  done
+  fd_on=0
+  { read -r fd_on </proc/sys/kernel/bpf_stats_enabled; } 2>/dev/null
+  printf '@@fleetdiag probe_stats%s\nbpf_stats %s\n' "$fd_stats" "$fd_on"
+}
+stopper=""
+stop_at_window_end() {
+  [ @@STATS@@ = 1 ] || return 0
+  (
+    sleep @@STOP_AFTER@@ </dev/null >/dev/null 2>&1
+    kill -0 "$pid" 2>/dev/null || exit 0
+    # The tracer is the child of `timeout` ($pid).
+    fd_kids=$(cat /proc/"$pid"/task/"$pid"/children 2>/dev/null) || fd_kids=""
+    if [ -z "$fd_kids" ]; then
+      for fd_s in /proc/[0-9]*/stat; do
+        { read -r _ _ _ fd_pp _ <"$fd_s"; } 2>/dev/null || continue
+        if [ "$fd_pp" = "$pid" ]; then fd_s=${fd_s#/proc/}; fd_kids="$fd_kids ${fd_s%/stat}"; fi
+      done
+    fi
+    probe_stats "$pid" $fd_kids
+    kill -INT ${fd_kids:-$pid} 2>/dev/null
+  ) &
+  stopper=$!
+}
+
 # The files the report is printed from, by name until forget_files.
 fd_before=$d/before fd_after_header=$d/section.counters_after fd_out_header=$d/section.probe_out
 fd_out=$d/out fd_err=$d/err
@@ -100,6 +144,7 @@ if [ @@TRACES@@ = 1 ]; then
   done
   open_window
   forget_files
+  stop_at_window_end
 else
   # The counters tier: they are the window's instrument, so it opens now; the sampler
   # starts after and keeps to the window's end (FLEETDIAG_WINDOW_START_CS).
@@ -134,6 +179,7 @@ fi
 wait "$pid"
 rc=$?
 pid=""
+if [ -n "$stopper" ]; then kill "$stopper" 2>/dev/null; stopper=""; fi
 if [ -n "$watcher" ]; then kill "$watcher" 2>/dev/null; watcher=""; fi
 clock
 end=$now

@@ -17,7 +17,9 @@ from fleetdiag.diagnosis.reconcile import (
     drops_seen,
     is_traced,
     missed_verdicts,
+    misses_verdict,
     reconcile,
+    unchecked_reasons,
 )
 from fleetdiag.diagnosis.verdict import Verdict
 from fleetdiag.model import FlowDrop, HostResult, Status
@@ -32,6 +34,7 @@ __all__ = [
     "flow_verdicts",
     "host_verdicts",
     "reconcile",
+    "unchecked_reasons",
 ]
 
 
@@ -40,6 +43,9 @@ def host_verdicts(host: HostResult, port: int | None = None) -> tuple[Verdict, .
     if host.status is not Status.OK:
         return ()
     found = missed_verdicts(reconcile(host, port))
+    misses = misses_verdict(host, port)
+    if misses is not None:
+        found.append(misses)
     rules = [host_rules.memory_pressure, host_rules.receive_pruning, host_rules.listen_overflow]
     if not is_traced(host):
         rules.append(host_rules.counted_backlog_drops)

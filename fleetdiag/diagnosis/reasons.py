@@ -114,7 +114,13 @@ REASON_TABLE: Mapping[str, tuple[str, str]] = MappingProxyType({
         "a retransmission of data already acknowledged; look for the loss that caused it",
     ),
     "TCP_INVALID_SEQUENCE": ("the sequence number was not acceptable", "look for middleboxes rewriting sequences, or a reset race"),
-    "TCP_INVALID_END_SEQUENCE": ("the segment ended outside the window", "see TCP_OVERWINDOW"),
+    "TCP_INVALID_END_SEQUENCE": (
+        "the segment ended beyond the right edge of the receive window while data waited in the receive queue",
+        (
+            "the receiver's window shrank under the sender (SO_RCVBUF lowered on a live socket) or the sender "
+            "overruns it; TcpExt BeyondWindow (6.17+) counts these with TCP_INVALID_SEQUENCE"
+        ),
+    ),
     "TCP_INVALID_ACK_SEQUENCE": ("the ACK number was not acceptable", "look for middleboxes or stale connections"),
     "TCP_RESET": ("an invalid RST was ignored", "harmless unless frequent: look for RST injection or stale peers"),
     "TCP_INVALID_SYN": ("an unexpected SYN arrived on an established connection", "look for peers reusing ports too fast"),
@@ -128,7 +134,7 @@ REASON_TABLE: Mapping[str, tuple[str, str]] = MappingProxyType({
         "the application does not accept() fast enough, or its listen() backlog / net.core.somaxconn is too small",
     ),
     "TCP_OFO_QUEUE_PRUNE": (
-        "out-of-order data was pruned to free memory (TcpExt OfoPruned)",
+        "out-of-order data was pruned to free memory (TcpExt OfoPruned counts the prunes, not the segments dropped)",
         "the receive buffer was full: the application is not draining, or rcvbuf is small for the path's loss",
     ),
     "TCP_OFO_DROP": ("out-of-order data was already in the receive queue", "a duplicate; harmless alone"),

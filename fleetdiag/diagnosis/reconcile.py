@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fleetdiag.backlog_limit import kernel_version
 from fleetdiag.diagnosis.verdict import Verdict, percent
 from fleetdiag.model import HostResult, Status
 
@@ -18,6 +19,43 @@ EXACT_PAIRS = (
     ("SOCKET_BACKLOG", "TCPBacklogDrop"),
     ("TCP_ZEROWINDOW", "TCPZeroWindowDrop"),
 )
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Traced reasons (summed) against TcpExt counters (summed) that count the same drops.
+
+    ``exact``: one for one. Otherwise the counters count a subset of the traced drops (the
+    kernel drops some with the reason without counting them), so only a shortfall is news.
+    Sources per kernel: docs/probes.md, "Reasons reconciled against counters".
+    """
+
+    reasons: tuple[str, ...]
+    counters: tuple[str, ...]
+    exact: bool = True
+    since: tuple[int, int] = (0, 0)  # the first kernel where the mapping holds
+
+    @property
+    def reason(self) -> str:
+        return "+".join(self.reasons)
+
+    @property
+    def counter(self) -> str:
+        return "+".join(self.counters)
+
+
+# tcp_data_queue() drops PROTO_MEM where it counts TCPRcvQDrop, tcp_data_queue_ofo() where it
+# counts TCPOFODrop (reasons there since 5.19); TCPRcvQDrop also counts a TCP_REPAIR queue
+# restore that fails (tcp_send_rcvq, no drop reason), so the counters may exceed the drops.
+# tcp_validate_incoming() counts BeyondWindow (6.17+) for the INVALID_SEQUENCE and
+# INVALID_END_SEQUENCE drops of tcp_sequence() that are not RSTs; an RST beyond the window is
+# dropped with the reason uncounted, and newer kernels count TCP_OVERWINDOW there too.
+PAIRS = (
+    *(Pair((reason,), (counter,)) for reason, counter in EXACT_PAIRS),
+    Pair(("PROTO_MEM",), ("TCPRcvQDrop", "TCPOFODrop"), exact=True, since=(5, 19)),
+    Pair(("TCP_INVALID_SEQUENCE", "TCP_INVALID_END_SEQUENCE", "TCP_OVERWINDOW"), ("BeyondWindow",),
+         exact=False, since=(6, 17)),
+)  # fmt: skip
 # What a host without a tracer counts as drops: the TcpExt drop counters.
 COUNTED_DROPS = ("TCPBacklogDrop", "TCPRcvQDrop", "TCPZeroWindowDrop", "ListenDrops", "PFMemallocDrop")
 
@@ -31,6 +69,15 @@ class Reconciliation:
     traced: int
     counted: int
     port: int | None = None  # tracing was limited to this port; the counter is namespace-wide
+    recursion_misses: int | None = None  # the probe's programs' own count of skipped runs (None: not read)
+    exact: bool = True  # False: the counter counts a subset of the traced drops (see Pair)
+
+    @property
+    def within_misses(self) -> bool | None:
+        """Whether the shortfall is no more than the runs the kernel skipped (None when misses are unknown)."""
+        if self.recursion_misses is None:
+            return None
+        return self.missed <= self.recursion_misses
 
     @property
     def missed(self) -> int:
@@ -52,6 +99,9 @@ class Reconciliation:
             "missed": self.missed,
             "coverage_pct": self.coverage_pct,
             "port": self.port,
+            "recursion_misses": self.recursion_misses,
+            "within_misses": self.within_misses,
+            "exact": self.exact,
         }
 
 
@@ -63,15 +113,43 @@ def is_traced(host: HostResult) -> bool:
     return host.status is Status.OK and bool(host.probe) and not str(host.probe).startswith("counters")
 
 
+def host_misses(host: HostResult) -> int | None:
+    """The recursion misses the host's probe programs counted, or None when they were not read."""
+    stats = getattr(host, "probe_stats", None)
+    return None if stats is None else stats.recursion_misses
+
+
+def _pair_fits(host: HostResult, pair: Pair) -> bool:
+    if not all(counter in host.counters for counter in pair.counters):
+        return False
+    version = kernel_version(host.kernel)
+    return pair.since == (0, 0) or (version is not None and version >= pair.since)
+
+
 def reconcile(host: HostResult, port: int | None = None) -> tuple[Reconciliation, ...]:
-    """Each exact pair whose counter the host reported (nothing for untraced or failed hosts)."""
+    """Each pair whose counters the host reported, on a kernel where it holds (nothing for untraced or failed hosts)."""
     if host.status is not Status.OK or not is_traced(host):
         return ()
+    misses = host_misses(host)
     return tuple(
-        Reconciliation(reason, counter, int(host.drops.get(reason, 0)), int(host.counters[counter]), port)
-        for reason, counter in EXACT_PAIRS
-        if counter in host.counters
+        Reconciliation(
+            pair.reason,
+            pair.counter,
+            sum(int(host.drops.get(reason, 0)) for reason in pair.reasons),
+            sum(int(host.counters[counter]) for counter in pair.counters),
+            port,
+            misses,
+            pair.exact,
+        )
+        for pair in PAIRS
+        if _pair_fits(host, pair)
     )
+
+
+def unchecked_reasons(host: HostResult, port: int | None = None) -> list[str]:
+    """Traced reasons with no counter reconciled against them: incomplete by up to the misses, when any."""
+    checked = {reason for item in reconcile(host, port) for reason in item.reason.split("+")}
+    return sorted(reason for reason, n in host.drops.items() if n and reason not in checked)
 
 
 def drops_by_kind(host: HostResult) -> dict[str, int]:
@@ -94,20 +172,66 @@ def missed_verdicts(found: tuple[Reconciliation, ...]) -> list[Verdict]:
     for item in found:
         if not item.missed or item.port is not None:
             continue  # with --port, drops on other ports are counted but rightly untraced
+        if item.within_misses:
+            why = (
+                f"within the {item.recursion_misses} runs the kernel skipped the probe's programs "
+                "(their recursion_misses, read at the window's end): the shortfall is the kernel's, accounted for"
+            )
+            step = (
+                "trust the counter for totals; the kernel skips a tracepoint program while another BPF tracing "
+                "program runs on that CPU (docs/probes.md, recursion guards)"
+            )
+        elif item.recursion_misses is not None:
+            why = (
+                f"more than the {item.recursion_misses} runs the kernel skipped the probe's programs: "
+                "the rest fell just outside the probe's window, or the kernel counted drops without this reason"
+            )
+            step = "trust the counter for totals; compare the window's times with the traffic's"
+        else:
+            why = "the probe's recursion misses were not read"
+            step = (
+                "trust the counter for totals; bpftool prog show lists recursion_misses (the probe is skipped "
+                "on a CPU where a BPF program already runs during a burst); drops just outside the probe's window "
+                "also count here"
+            )
         verdicts.append(
             Verdict(
                 code="untraced_drops",
                 title=f"{item.missed} {item.reason} drops not traced",
                 summary=(
                     f"the kernel counted {item.counted} {item.counter} in the window, the probe traced "
-                    f"{item.traced} {item.reason} ({item.coverage_pct:g}% coverage): {item.missed} missed."
+                    f"{item.traced} {item.reason} ({item.coverage_pct:g}% coverage): {item.missed} missed, {why}."
                 ),
-                next_step=(
-                    "trust the counter for totals; bpftool prog show lists recursion_misses (the probe is skipped "
-                    "on a CPU where it is already running during a burst); drops just outside the probe's window "
-                    "also count here"
-                ),
+                next_step=step,
                 evidence=item.as_dict(),
             )
         )
     return verdicts
+
+
+def misses_verdict(host: HostResult, port: int | None = None) -> Verdict | None:
+    """When the kernel skipped the probe's programs: every total may be short, by the misses at most."""
+    stats = getattr(host, "probe_stats", None)
+    misses = host_misses(host)
+    if stats is None or not misses or host.status is not Status.OK:
+        return None
+    unchecked = unchecked_reasons(host, port)
+    tail = ""
+    if unchecked:
+        one = len(unchecked) == 1
+        tail = (f"; {', '.join(unchecked)} {'has' if one else 'have'} no counter to check against, so "
+                f"{'it is' if one else 'they are'} incomplete by up to that many")  # fmt: skip
+    return Verdict(
+        code="recursion_misses",
+        title=f"probe skipped {misses} times",
+        summary=(
+            f"the kernel skipped the probe's programs {misses} times in the window (recursion_misses of its "
+            f"{len(stats.programs)} programs, read before they unloaded): the drops traced per reason "
+            f"are exact up to those {misses} runs, whose reasons are unknown{tail}."
+        ),
+        next_step=(
+            "trust the TcpExt counters for the reconciled reasons; misses come from other BPF tracing programs on "
+            "the same CPUs (bpftool prog show), see docs/probes.md on each tier's recursion guard"
+        ),
+        evidence={"recursion_misses": misses, "incomplete_reasons": unchecked},
+    )

@@ -24,6 +24,9 @@ _TABULATE: dict[str, Any] = {"tablefmt": "simple", "disable_numparse": True}
 # The host row names the busiest reasons; the JSON and the flow table have them all.
 _REASONS_SHOWN = 3
 _WIDTH = 110
+# Flows with a line of their own per host; the rest fold into a line per reason and what they share.
+FLOWS_SHOWN = 20
+_GROUPS_SHOWN = 5
 
 
 def _drops_by_reason(drops: dict[str, int]) -> str:
@@ -70,11 +73,44 @@ def host_rows(sweep: Sweep) -> list[list[Any]]:
     return rows
 
 
+def shown_flows(host: HostResult) -> tuple[FlowDrop, ...]:
+    """The host's busiest flows, the ones the table prints a line for (the JSON has them all)."""
+    return host.flows[:FLOWS_SHOWN]
+
+
+def _group_text(reason: str, flows: list[FlowDrop], by: tuple[str, ...]) -> str:
+    drops = sum(f.drops for f in flows)
+    text = f"+{len(flows):,} flow{'s' if len(flows) != 1 else ''}, {drops:,} drop{'s' if drops != 1 else ''}: {reason}"
+    if "lport" in by:
+        text += f" to port {flows[0].lport}"
+    if "raddr" in by:
+        text += f" from {flows[0].raddr}"
+    return text
+
+
+def folded_lines(host: HostResult) -> list[str]:
+    """One line per reason (and local port / remote address, where the folded flows share them)
+    for the flows past the busiest: "+2,431 flows, 2,431 drops: NO_SOCKET to port 9998 from 10.0.0.3"."""
+    rest = host.flows[FLOWS_SHOWN:]
+    lines: list[str] = []
+    for reason in sorted({f.reason for f in rest}):
+        flows = [f for f in rest if f.reason == reason]
+        for by in (("lport", "raddr"), ("lport",), ("raddr",), ()):
+            groups: dict[tuple[Any, ...], list[FlowDrop]] = {}
+            for flow in flows:
+                groups.setdefault(tuple(getattr(flow, name) for name in by), []).append(flow)
+            if len(groups) <= _GROUPS_SHOWN or not by:
+                break
+        ranked = sorted(groups.values(), key=lambda g: (-sum(f.drops for f in g), -len(g)))
+        lines += [f"{host.name}: {_group_text(reason, group, by)}" for group in ranked]
+    return lines
+
+
 def flow_rows(sweep: Sweep) -> list[list[Any]]:
-    """host, local, remote, reason, drops, rcvbuf, queue at drop / limit, verdict codes."""
+    """host, local, remote, reason, drops, rcvbuf, queue at drop / limit, verdict codes (the busiest flows)."""
     rows = []
     for host in sweep.hosts:
-        for flow in host.flows:
+        for flow in shown_flows(host):
             doc = flow_document(host, flow)
             queue = doc.get("queue_max")
             limit = doc.get("backlog_limit")
@@ -132,7 +168,7 @@ def diagnosis_lines(sweep: Sweep) -> list[str]:
         for verdict in verdicts:
             if verdict.code != "drop_reason":
                 lines += _verdict_lines(host.name, verdict)
-        for flow in host.flows:
+        for flow in shown_flows(host):
             lines += _flow_verdict_lines(host, flow)
         for verdict in verdicts:
             if verdict.code == "drop_reason":
@@ -167,6 +203,9 @@ def render(sweep: Sweep) -> str:
                 **_TABULATE,
             )
         )
+        folded = [line for host in sweep.hosts for line in folded_lines(host)]
+        if folded:
+            parts[-1] += "\n" + "\n".join(folded)
     else:
         parts.append("No dropping TCP flows were seen in the window.")
     counters = counter_rows(sweep)

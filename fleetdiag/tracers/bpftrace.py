@@ -26,6 +26,7 @@ from fleetdiag.model import (
     frozen_map,
 )
 from fleetdiag.tracers.base import (
+    STATS_GRACE_S,
     ProbePlan,
     bpf_access_problem,
     fill_template,
@@ -134,7 +135,7 @@ def script(facts: HostFacts, window: Window) -> tuple[str, str]:
         {
             "NETNS": int(facts.netns or 0),
             "SOCKET_BACKLOG": int(facts.reason_number("SOCKET_BACKLOG") or BACKLOG_SENTINEL),
-            "DURATION": int(window.duration_s),
+            "DURATION": int(window.duration_s) + STATS_GRACE_S,  # the host stops it first (plan.reads_stats)
             "PORT": int(window.port or 0),
             "BACKLOG_FROM_SOCKET": 1 if hook else 0,
         },
@@ -162,6 +163,7 @@ def plan(facts: HostFacts, window: Window) -> ProbePlan:
         files=frozen_map({"probe.bt": text}),
         command="bpftrace -f json probe.bt",
         env=frozen_map({"BPFTRACE_MAP_KEYS_MAX": str(MAP_KEYS_MAX)}),
+        reads_stats=True,
     )
 
 

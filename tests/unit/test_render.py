@@ -76,7 +76,8 @@ def test_json_carries_verdicts_and_reconciliation():
         assert set(verdict) == {"code", "title", "summary", "evidence", "next_step"} and verdict["evidence"]
     (rec,) = doc["hosts"][0]["reconciliation"]  # TCPZeroWindowDrop was not reported, so not reconciled
     assert rec == {"reason": "SOCKET_BACKLOG", "counter": "TCPBacklogDrop", "traced": 12, "counted": 12,
-                   "missed": 0, "coverage_pct": 100.0, "port": None}
+                   "missed": 0, "coverage_pct": 100.0, "port": None,
+                   "recursion_misses": None, "within_misses": None, "exact": True}
     assert doc["hosts"][2]["verdicts"] == [] and doc["hosts"][2]["reconciliation"] == []
 
 

@@ -148,7 +148,8 @@ def test_program_switches_per_tier(case, change, probe, switches):
     for name, value in switches.items():
         assert defines[name] == str(value), name
     assert plan.files["probe.py"] == probe_text("bcc_runner.py")
-    assert plan.command == f"{facts.bcc_python} probe.py 7"
+    assert plan.command == f"{facts.bcc_python} probe.py 9"  # 7 s window + the stats grace: the host stops it first
+    assert plan.reads_stats
     assert plan.attach_allowance_s > 10  # clang runs on the host before it attaches
 
 
