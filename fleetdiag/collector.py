@@ -378,6 +378,7 @@ def window_result(
         notes=tuple(notes),
         fidelity=fidelity,
         tracers=frozen_map(verdicts or {}),
+        tcp_buffers=facts.tcp_buffers,
     )
 
 

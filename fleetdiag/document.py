@@ -20,6 +20,11 @@ from fleetdiag.model import FlowDrop, HostResult, Status, Sweep, frozen_map
 
 SCHEMA_VERSION = 1
 _OPTIONAL_FLOW_FIELDS = ("rcvbuf", "sndbuf", "backlog_len_max", "rmem_alloc_max", "queue_max", "userlocks")
+# Added by issue 16: the window and the dropped skbs' sizes at backlog drops.
+_WINDOW_FLOW_FIELDS = (
+    "rcv_wnd", "window_clamp", "rcv_ssthresh", "scaling_ratio",
+    "skb_len_max", "skb_len_sum", "skb_truesize_max", "skb_truesize_sum",
+)  # fmt: skip
 
 
 class DocumentError(FleetdiagError):
@@ -45,6 +50,7 @@ def host_document(host: HostResult, port: int | None = None) -> dict[str, Any]:
         "notes": list(host.notes),
         "fidelity": getattr(fidelity, "value", fidelity),
         "module": _module_document(getattr(host, "module", None)),
+        "tcp_buffers": {name: list(values) for name, values in getattr(host, "tcp_buffers", {}).items()},
         "tracers": {
             name: {"usable": v.usable, "reason": v.reason, "probe": getattr(v, "probe", None)}
             for name, v in tracers.items()
@@ -74,7 +80,7 @@ def flow_document(host: HostResult, flow: FlowDrop) -> dict[str, Any]:
         "reason": flow.reason,
         "drops": flow.drops,
     }
-    for name in _OPTIONAL_FLOW_FIELDS:
+    for name in _OPTIONAL_FLOW_FIELDS + _WINDOW_FLOW_FIELDS:
         value = getattr(flow, name)
         if value is not None:
             doc[name] = value
@@ -131,6 +137,14 @@ class _FlowIn(_In):
     rmem_alloc_max: int | None = None
     queue_max: int | None = None
     userlocks: int | None = None
+    rcv_wnd: int | None = None
+    window_clamp: int | None = None
+    rcv_ssthresh: int | None = None
+    scaling_ratio: int | None = None
+    skb_len_max: int | None = None
+    skb_len_sum: int | None = None
+    skb_truesize_max: int | None = None
+    skb_truesize_sum: int | None = None
 
 
 class _ModuleIn(_In):
@@ -157,6 +171,7 @@ class _HostIn(_In):
     fidelity: str | None = None
     module: _ModuleIn | None = None
     tracers: dict[str, _TracerIn] = {}
+    tcp_buffers: dict[str, list[int]] = {}
 
 
 class _SweepIn(_In):
@@ -203,6 +218,8 @@ def _host(doc: _HostIn, flows: tuple[FlowDrop, ...]) -> HostResult:
         extra["tracers"] = frozen_map({name: tracer_type(**t.model_dump()) for name, t in doc.tracers.items()})
     if doc.module is not None:
         extra["module"] = model.ModuleOrigin(**doc.module.model_dump(exclude={"sentence"}))
+    if doc.tcp_buffers:
+        extra["tcp_buffers"] = frozen_map({name: tuple(values) for name, values in doc.tcp_buffers.items()})
     return HostResult(
         name=doc.name,
         address=doc.address,
