@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ HOLD_MS = 3000
 WARM_S = 6.0
 ARM_TIMEOUT = 200.0
 RUN_TIMEOUT = 90.0
+COLLECT_WINDOW_S = 75  # staprun arming (up to ~20 s under load), warm-up, hold and drain fit inside
 COUNTERS = ("TCPBacklogDrop", "TCPRcvQDrop", "PruneCalled", "TCPRcvCollapsed", "TCPBacklogCoalesce", "TCPZeroWindowDrop")
 
 
@@ -53,6 +55,7 @@ class WindowRun:
     counters: dict[str, int]  # TcpExt deltas over the run
     sent_bytes: int
     held_ms: int
+    ss_after_warm: str  # the guest's `ss -tmi` line for the socket after the warm-up (rcv_ssthresh, rcv_space...)
     guest_address: str
     guest_port: int
     controller_address: str
@@ -118,6 +121,7 @@ def run_window_backlog(vm: GuestVM, rcvbuf: int = 0, port: int = DEFAULT_PORT, h
             sender = threading.Thread(target=_stream, args=(conn, stop, sent), daemon=True)
             sender.start()
             warm = _meminfo(lines.until("warm", RUN_TIMEOUT))
+            ss_line = lines.until("ss", RUN_TIMEOUT)
             lines.until("held", RUN_TIMEOUT)
             after = _meminfo(lines.until("after", RUN_TIMEOUT))
             lines.until("drained", RUN_TIMEOUT)
@@ -138,7 +142,7 @@ def run_window_backlog(vm: GuestVM, rcvbuf: int = 0, port: int = DEFAULT_PORT, h
     return WindowRun(
         rcvbuf_set=int(rcvbuf), warm=warm, after=after,
         counters={name: now.get(name, 0) - before.get(name, 0) for name in COUNTERS},
-        sent_bytes=sent[0], held_ms=held_ms, guest_address=vm.address, guest_port=port,
+        sent_bytes=sent[0], held_ms=held_ms, ss_after_warm=ss_line[3:], guest_address=vm.address, guest_port=port,
         controller_address=vm.fleet.controller_address, controller_port=controller_port,
     )  # fmt: skip
 
@@ -150,15 +154,61 @@ def main(argv: list[str]) -> int:
     with LabFleet(1) as fleet, GuestVM(fleet, image=ensure_image()) as vm:
         print(vm.check("uname -r; sysctl net.ipv4.tcp_rmem net.core.rmem_max net.ipv4.tcp_adv_win_scale"
                        " net.ipv4.tcp_moderate_rcvbuf net.ipv4.tcp_wmem"), flush=True)  # fmt: skip
-        for i, value in enumerate(int(v) for v in (argv or ["0"])):
+        for i, value in enumerate(argv or ["0"]):
+            if str(value).startswith("sysctl:"):
+                vm.check(f"sysctl -w {value[7:]}")
+                continue
+            value = int(value)
             if value < 0:  # a negative value: raise the guest's tcp_rmem max to -value first
                 vm.check(f"sysctl -w net.ipv4.tcp_rmem='4096 131072 {-value}' net.core.rmem_max={-value}")
                 continue
             run = run_window_backlog(vm, value, port=DEFAULT_PORT + i, mss=int(os.environ.get("FDL_MSS", "0")))
             print(f"rcvbuf_set={value} drops={run.drops} counters={run.counters} sent={run.sent_bytes} "
-                  f"held_ms={run.held_ms}\n  warm={run.warm}\n  after={run.after}", flush=True)  # fmt: skip
+                  f"held_ms={run.held_ms}\n  warm={run.warm}\n  after={run.after}\n  ss={run.ss_after_warm}", flush=True)  # fmt: skip
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+@dataclass(frozen=True)
+class WindowCollect:
+    """`fleetdiag collect` over one window-bound run: its exit code, document, stderr and the run."""
+
+    returncode: int
+    document: dict
+    stderr: str
+    run: WindowRun
+
+
+def collect_during_window_run(fleet, vm: GuestVM, inventory: Path, tracer: str, cache_dir: Path,
+                              rcvbuf: int = 0, mss: int = 0, port: int = DEFAULT_PORT) -> WindowCollect:  # fmt: skip
+    """Run the real CLI with TRACER on the guest while run_window_backlog() streams (collect_run's pattern)."""
+    import json
+    import sys as _sys
+
+    from tests.lab.guest.collect_run import ATTACH_TIMEOUT_S, attached_windows
+
+    argv = [_sys.executable, "-m", "fleetdiag", "collect", "-i", str(inventory), "--duration", str(COLLECT_WINDOW_S),
+            "--tracer", tracer, "-o", "json", "--port", str(port),
+            "--known-hosts", str(fleet.known_hosts_path), "--known-hosts", str(vm.known_hosts_path)]  # fmt: skip
+    install(vm)  # before the window opens: copying and module checks take seconds under TCG
+    env = {**os.environ, "FLEETDIAG_CACHE_DIR": str(cache_dir)}
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        while attached_windows(vm) < 1:
+            if proc.poll() is not None:
+                out, err = proc.communicate()
+                raise WindowRunError(f"collect ended ({proc.returncode}) before its window opened:\n{err[-3000:]}")
+            if time.monotonic() - started > ATTACH_TIMEOUT_S:
+                raise WindowRunError(f"the window did not attach in the guest within {ATTACH_TIMEOUT_S} s")
+            time.sleep(2)
+        run = run_window_backlog(vm, rcvbuf, port=port, mss=mss, warm_s=WARM_S)
+        out, err = proc.communicate(timeout=COLLECT_WINDOW_S + ATTACH_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return WindowCollect(proc.returncode, json.loads(out), err, run)

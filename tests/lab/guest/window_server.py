@@ -73,6 +73,9 @@ def main(port: int, hold_ms: int, module: str, rcvbuf: int, warm_s: float) -> in
         conn, _ = server.accept()
         warm = read_for(conn, warm_s)
         print(f"warm bytes={warm} {meminfo(conn)}", flush=True)
+        ss = subprocess.run(["ss", "-tmiH", "state", "established", f"( sport = :{port} )"],
+                            capture_output=True, text=True).stdout  # fmt: skip
+        print("ss " + " ".join(ss.split()), flush=True)
         with open(f"/proc/systemtap/{name}/arm", "w") as arm:
             arm.write("1\n")
         conn.settimeout(None)
