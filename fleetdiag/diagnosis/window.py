@@ -142,7 +142,7 @@ def window_verdict(host: HostResult, flow: FlowDrop) -> Verdict | None:
     in_flight = flow.rcv_wnd if flow.rcv_wnd is not None else window
     cost = int(in_flight * ratio)
     worth = int(window * ratio)
-    room = limit - rmem
+    room = max(0, limit - rmem)  # 0: the receive queue alone was over the limit
     autotuned = None if flow.userlocks is None else not flow.userlocks & SOCK_RCVBUF_LOCK
     fit = largest_fitting_rcvbuf(rule, wrule.share, ratio, flow.sndbuf)
     fix_rule = largest_fitting_rcvbuf(RULE_EC00, wrule.share, ratio, flow.sndbuf)
@@ -162,9 +162,19 @@ def window_verdict(host: HostResult, flow: FlowDrop) -> Verdict | None:
         f"at truesize/len {ratio:.3f} ({ratio_how}) that is {size(cost)} of memory, against {size(room)} of room "
         f"the {rule.formula} = {size(limit)} limit left beside the {size(rmem)} receive queue."
     )
+    # A window is never shrunk (tcp_select_window keeps the right edge): rcv_wnd past what this rcvbuf
+    # gives means rcvbuf was lowered after that window was advertised.
+    shrunk = flow.rcv_wnd is not None and flow.rcv_wnd > window + (64 << 10)
+    evidence["window_over_rcvbuf"] = shrunk
     if backport:
         summary += f" ({backport}.)"
     next_step, code = _advice(host, flow, rule, fit, fix_rule, worth, limit, ratio)
+    if code == "window_fits_limit" and shrunk and cost > room:
+        code = "window_advertised_before_rcvbuf_lowered"
+        next_step = (
+            f"the window in flight ({size(in_flight)}) was advertised under a larger rcvbuf than the {size(flow.rcvbuf)} "
+            "at drop: set SO_RCVBUF before listen()/connect(), never lower it on a live socket"
+        )
     return Verdict(code=code, title="window against the backlog limit", summary=summary, next_step=next_step,
                    evidence=evidence)  # fmt: skip
 

@@ -143,3 +143,14 @@ def test_6_1_names_the_stable_backport_and_its_numbers():
     assert ev["largest_fitting_rcvbuf_with_ec00ed472bdb"] == int((23040 + 65536) / (0.5 * 2304 / 536 - 2))
     assert "ec00ed472bdb" in verdict.summary
     assert version_rule("3.10.0-1160.el7.x86_64") is RULE_3_5
+
+
+def test_a_window_advertised_before_rcvbuf_was_lowered_is_named():
+    # The 6.18 lab's drops: rcvbuf 8K set on the live socket, 115K window already advertised, 3.1M queued.
+    flow = FlowDrop("10.0.0.1", 5201, "10.0.0.2", 5555, 7, "SOCKET_BACKLOG", 2, rcvbuf=8192, sndbuf=46080,
+                    rmem_alloc_max=3_250_000, queue_max=3_300_000, userlocks=3, rcv_wnd=117_760, scaling_ratio=229,
+                    skb_len_sum=3000, skb_truesize_sum=3081)  # fmt: skip
+    verdict = window_verdict(host("6.18.44", flow), flow)
+    assert verdict.code == "window_advertised_before_rcvbuf_lowered"
+    assert verdict.evidence["room_at_drop"] == 0 and verdict.evidence["window_over_rcvbuf"] is True
+    assert "never lower it on a live socket" in verdict.next_step
