@@ -41,6 +41,53 @@ COLLECT_WINDOW_S = 75  # staprun arming (up to ~20 s under load), warm-up, hold 
 COUNTERS = ("TCPBacklogDrop", "TCPRcvQDrop", "PruneCalled", "TCPRcvCollapsed", "TCPBacklogCoalesce", "TCPZeroWindowDrop")
 
 
+# Every tcp_add_backlog call on the port (drop or not): backlog+rmem against each kernel's limit, at the
+# check (entry: the queue before this skb, as sk_rcvqueues_full sees it), and the skbs' len/truesize.
+# Counts over a limit this kernel does not use say what an older kernel would have dropped.
+LIMIT_COUNTER = r"""
+kprobe:tcp_add_backlog
+/((struct sock *)arg0)->__sk_common.skc_num == PORT/
+{
+  $sk = (struct sock *)arg0;
+  $skb = (struct sk_buff *)arg1;
+  $q = $sk->sk_backlog.len + $sk->sk_backlog.rmem_alloc.counter;
+  $rb = $sk->sk_rcvbuf;
+  $sb = $sk->sk_sndbuf;
+  @calls = count();
+  @peak = max($q);
+  @rcvbuf_max = max($rb);
+  @over_3_10 = sum($q > $rb + $sb ? 1 : 0);
+  @over_4_9 = sum($q > $rb + $sb + 65536 ? 1 : 0);
+  @over_6_1 = sum($q > $rb + $sb / 2 + 65536 ? 1 : 0);
+  @over_ec00 = sum($q > 2 * $rb + $sb / 2 + 65536 ? 1 : 0);
+  @len = sum($skb->len);
+  @truesize = sum($skb->truesize);
+}
+"""
+LIMIT_PID = "/tmp/fdl-limit-counter.pid"
+
+
+def start_limit_counter(vm: GuestVM, port: int) -> subprocess.Popen:
+    """bpftrace in the guest counting tcp_add_backlog calls over each formula's limit; stop_limit_counter() reads it."""
+    vm.put(LIMIT_COUNTER.replace("PORT", str(int(port))).encode(), "/root/fdl-limit-counter.bt")
+    proc = vm.popen(f"bpftrace /root/fdl-limit-counter.bt & echo $! > {LIMIT_PID}; wait",
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    LineReader(proc).until("Attaching", ARM_TIMEOUT)
+    return proc
+
+
+def stop_limit_counter(vm: GuestVM, proc: subprocess.Popen) -> dict[str, int]:
+    """SIGINT the guest's bpftrace and parse its ``@name: value`` lines."""
+    vm.ssh(f"kill -INT $(cat {LIMIT_PID})")
+    out, _ = proc.communicate(timeout=RUN_TIMEOUT)
+    values = {}
+    for line in out.decode(errors="replace").splitlines():
+        name, sep, value = line.partition(": ")
+        if sep and name.startswith("@") and value.strip().isdigit():
+            values[name[1:]] = int(value)
+    return values
+
+
 class WindowRunError(RuntimeError):
     """The run did not go as planned; the message carries the guest side's output."""
 
@@ -56,6 +103,7 @@ class WindowRun:
     sent_bytes: int
     held_ms: int
     ss_after_warm: str  # the guest's `ss -tmi` line for the socket after the warm-up (rcv_ssthresh, rcv_space...)
+    limits: dict[str, int]  # LIMIT_COUNTER's maps (empty when not counted)
     guest_address: str
     guest_port: int
     controller_address: str
@@ -95,13 +143,14 @@ def _stream(conn: socket.socket, stop: threading.Event, sent: list[int]) -> None
 
 
 def run_window_backlog(vm: GuestVM, rcvbuf: int = 0, port: int = DEFAULT_PORT, hold_ms: int = HOLD_MS,
-                       warm_s: float = WARM_S, mss: int = 0) -> WindowRun:  # fmt: skip
+                       warm_s: float = WARM_S, mss: int = 0, count_limits: bool = True) -> WindowRun:  # fmt: skip
     """One run with the receiver's SO_RCVBUF (0: autotuned); the guest's counters over it.
 
     MSS (the sender's TCP_MAXSEG, 0: the path's) makes small segments, each in a full-size
     receive buffer: a high truesize/len, as on NICs whose rx buffers are much larger than packets.
     """
     install(vm)
+    counter = start_limit_counter(vm, port) if count_limits else None
     before = vm.tcpext()
     server = vm.popen(
         f"python3 {GUEST_SERVER_PATH} {port} {hold_ms} {GUEST_MODULE_PATH} {int(rcvbuf)} {warm_s}",
@@ -134,15 +183,18 @@ def run_window_backlog(vm: GuestVM, rcvbuf: int = 0, port: int = DEFAULT_PORT, h
     except Exception as exc:
         stop.set()
         server.kill()
+        if counter:
+            counter.kill()
         _, err = server.communicate()
         raise WindowRunError(f"{exc}\nguest server stderr:\n{err.decode(errors='replace')[-3000:]}") from exc
     if held_ms < hold_ms:
         raise WindowRunError(f"the socket was held {held_ms} ms, not {hold_ms} ms")
     now = vm.tcpext()
+    limits = stop_limit_counter(vm, counter) if counter else {}
     return WindowRun(
         rcvbuf_set=int(rcvbuf), warm=warm, after=after,
         counters={name: now.get(name, 0) - before.get(name, 0) for name in COUNTERS},
-        sent_bytes=sent[0], held_ms=held_ms, ss_after_warm=ss_line[3:], guest_address=vm.address, guest_port=port,
+        sent_bytes=sent[0], held_ms=held_ms, ss_after_warm=ss_line[3:], limits=limits, guest_address=vm.address, guest_port=port,
         controller_address=vm.fleet.controller_address, controller_port=controller_port,
     )  # fmt: skip
 
@@ -154,7 +206,11 @@ def main(argv: list[str]) -> int:
     with LabFleet(1) as fleet, GuestVM(fleet, image=ensure_image()) as vm:
         print(vm.check("uname -r; sysctl net.ipv4.tcp_rmem net.core.rmem_max net.ipv4.tcp_adv_win_scale"
                        " net.ipv4.tcp_moderate_rcvbuf net.ipv4.tcp_wmem"), flush=True)  # fmt: skip
+        mss = int(os.environ.get("FDL_MSS", "0"))
         for i, value in enumerate(argv or ["0"]):
+            if str(value).startswith("mss:"):
+                mss = int(value[4:])
+                continue
             if str(value).startswith("sysctl:"):
                 vm.check(f"sysctl -w {value[7:]}")
                 continue
@@ -162,9 +218,9 @@ def main(argv: list[str]) -> int:
             if value < 0:  # a negative value: raise the guest's tcp_rmem max to -value first
                 vm.check(f"sysctl -w net.ipv4.tcp_rmem='4096 131072 {-value}' net.core.rmem_max={-value}")
                 continue
-            run = run_window_backlog(vm, value, port=DEFAULT_PORT + i, mss=int(os.environ.get("FDL_MSS", "0")))
-            print(f"rcvbuf_set={value} drops={run.drops} counters={run.counters} sent={run.sent_bytes} "
-                  f"held_ms={run.held_ms}\n  warm={run.warm}\n  after={run.after}\n  ss={run.ss_after_warm}", flush=True)  # fmt: skip
+            run = run_window_backlog(vm, value, port=DEFAULT_PORT + i, mss=mss)
+            print(f"mss={mss} rcvbuf_set={value} drops={run.drops} counters={run.counters} sent={run.sent_bytes} "
+                  f"held_ms={run.held_ms}\n  warm={run.warm}\n  after={run.after}\n  ss={run.ss_after_warm}\n  limits={run.limits}", flush=True)  # fmt: skip
     return 0
 
 
