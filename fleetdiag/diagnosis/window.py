@@ -157,6 +157,13 @@ def window_verdict(host: HostResult, flow: FlowDrop) -> Verdict | None:
         "largest_fitting_rcvbuf": fit, "largest_fitting_rcvbuf_with_ec00ed472bdb": fix_rule,
     }  # fmt: skip
     tuned = {True: "autotuned (no SO_RCVBUF)", False: "set by SO_RCVBUF", None: "autotuned or set: unknown"}[autotuned]
+    # Below tcp_rmem[2] an unlocked rcvbuf still grows when pruning finds the queue over it (and the
+    # limit grows with it); at the cap it cannot, and the window it advertised stays.
+    rmem_cap = (host.tcp_buffers.get("tcp_rmem") or (None, None, None))[-1]
+    at_cap = bool(autotuned and rmem_cap and flow.rcvbuf >= rmem_cap)
+    evidence["rcvbuf_at_tcp_rmem_max"] = at_cap if rmem_cap else None
+    if at_cap:
+        tuned += f", at tcp_rmem max {rmem_cap}"
     summary = (
         f"the window let the sender have {size(in_flight)} in flight ({wrule.how}; rcvbuf {size(flow.rcvbuf)} {tuned}); "
         f"at truesize/len {ratio:.3f} ({ratio_how}) that is {size(cost)} of memory, against {size(room)} of room "

@@ -154,3 +154,13 @@ def test_a_window_advertised_before_rcvbuf_was_lowered_is_named():
     assert verdict.code == "window_advertised_before_rcvbuf_lowered"
     assert verdict.evidence["room_at_drop"] == 0 and verdict.evidence["window_over_rcvbuf"] is True
     assert "never lower it on a live socket" in verdict.next_step
+
+
+def test_an_autotuned_rcvbuf_at_tcp_rmem_max_is_said():
+    flow = FlowDrop("10.0.0.1", 80, "10.0.0.2", 5555, 7, "SOCKET_BACKLOG", 5, rcvbuf=4 << 20, sndbuf=46080,
+                    rmem_alloc_max=3 << 20, queue_max=5 << 20, userlocks=0, skb_len_sum=512, skb_truesize_sum=1936)  # fmt: skip
+    capped = window_verdict(host("6.1.0-57-cloud-amd64", flow, tcp_rmem=[4096, 131072, 4 << 20]), flow)
+    assert capped.evidence["rcvbuf_at_tcp_rmem_max"] is True and f"at tcp_rmem max {4 << 20}" in capped.summary
+    below = window_verdict(host("6.1.0-57-cloud-amd64", flow, tcp_rmem=[4096, 131072, 64 << 20]), flow)
+    assert below.evidence["rcvbuf_at_tcp_rmem_max"] is False
+    assert window_verdict(host("6.1.0-57-cloud-amd64", flow), flow).evidence["rcvbuf_at_tcp_rmem_max"] is None
