@@ -385,6 +385,7 @@ def window_result(
         tracers=frozen_map(verdicts or {}),
         probe_stats=stats,
         flows_truncated=report.flows_truncated,
+        tcp_buffers=facts.tcp_buffers,
     )
 
 

@@ -21,6 +21,11 @@ from fleetdiag.tracers.prog_stats import stats_document, stats_from_document
 
 SCHEMA_VERSION = 1
 _OPTIONAL_FLOW_FIELDS = ("rcvbuf", "sndbuf", "backlog_len_max", "rmem_alloc_max", "queue_max", "userlocks")
+# Added by issue 16: the window and the dropped skbs' sizes at backlog drops.
+_WINDOW_FLOW_FIELDS = (
+    "rcv_wnd", "window_clamp", "rcv_ssthresh", "scaling_ratio",
+    "skb_len_max", "skb_len_sum", "skb_truesize_max", "skb_truesize_sum",
+)  # fmt: skip
 
 
 class DocumentError(FleetdiagError):
@@ -46,6 +51,7 @@ def host_document(host: HostResult, port: int | None = None) -> dict[str, Any]:
         "notes": list(host.notes),
         "fidelity": getattr(fidelity, "value", fidelity),
         "module": _module_document(getattr(host, "module", None)),
+        "tcp_buffers": {name: list(values) for name, values in getattr(host, "tcp_buffers", {}).items()},
         "tracers": {
             name: {"usable": v.usable, "reason": v.reason, "probe": getattr(v, "probe", None)}
             for name, v in tracers.items()
@@ -80,7 +86,7 @@ def flow_document(host: HostResult, flow: FlowDrop) -> dict[str, Any]:
         "reason": flow.reason,
         "drops": flow.drops,
     }
-    for name in _OPTIONAL_FLOW_FIELDS:
+    for name in _OPTIONAL_FLOW_FIELDS + _WINDOW_FLOW_FIELDS:
         value = getattr(flow, name)
         if value is not None:
             doc[name] = value
@@ -137,6 +143,14 @@ class _FlowIn(_In):
     rmem_alloc_max: int | None = None
     queue_max: int | None = None
     userlocks: int | None = None
+    rcv_wnd: int | None = None
+    window_clamp: int | None = None
+    rcv_ssthresh: int | None = None
+    scaling_ratio: int | None = None
+    skb_len_max: int | None = None
+    skb_len_sum: int | None = None
+    skb_truesize_max: int | None = None
+    skb_truesize_sum: int | None = None
 
 
 class _ModuleIn(_In):
@@ -165,6 +179,7 @@ class _HostIn(_In):
     tracers: dict[str, _TracerIn] = {}
     probe_stats: dict[str, Any] | None = None
     flows_truncated: bool = False
+    tcp_buffers: dict[str, list[int]] = {}
 
 
 class _SweepIn(_In):
@@ -215,6 +230,8 @@ def _host(doc: _HostIn, flows: tuple[FlowDrop, ...]) -> HostResult:
         extra["probe_stats"] = stats_from_document(doc.probe_stats)
     if doc.flows_truncated:
         extra["flows_truncated"] = True
+    if doc.tcp_buffers:
+        extra["tcp_buffers"] = frozen_map({name: tuple(values) for name, values in doc.tcp_buffers.items()})
     return HostResult(
         name=doc.name,
         address=doc.address,

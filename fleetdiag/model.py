@@ -99,6 +99,17 @@ class FlowDrop:
     rmem_alloc_max: int | None = None
     queue_max: int | None = None  # max of backlog.len + rmem_alloc at one drop
     userlocks: int | None = None
+    # The receive window at the last backlog drop (tcp_sock), and the dropped skbs' sizes
+    # (max and sum over the flow's drops): what the window let the sender put in flight and
+    # what that cost in memory. scaling_ratio exists from 6.6 (None before).
+    rcv_wnd: int | None = None
+    window_clamp: int | None = None
+    rcv_ssthresh: int | None = None
+    scaling_ratio: int | None = None
+    skb_len_max: int | None = None
+    skb_len_sum: int | None = None
+    skb_truesize_max: int | None = None
+    skb_truesize_sum: int | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +188,9 @@ class HostResult:
     module: ModuleOrigin | None = None  # systemtap only: where its module came from
     probe_stats: ProbeStats | None = None  # BPF tiers: the programs' recursion misses, read at the window's end
     flows_truncated: bool = False  # the flow map was full (or drops had no flow): flows[] holds what fit
+    # The host's receive-buffer sysctls (facts/buffers.py): tcp_rmem (3 values), rmem_max,
+    # tcp_adv_win_scale, tcp_moderate_rcvbuf; what the backlog window verdict computes with.
+    tcp_buffers: Mapping[str, tuple[int, ...]] = field(default_factory=frozen_map)
 
 
 @dataclass(frozen=True)
@@ -282,6 +296,7 @@ class HostFacts:
     bcc_python: str | None = None  # interpreter that imports bcc
     bcc_version: str | None = None
     tools: frozenset[str] = frozenset()  # ss, bpftool, timeout...
+    tcp_buffers: Mapping[str, tuple[int, ...]] = field(default_factory=frozen_map)  # facts/buffers.py
 
     @property
     def examined_all(self) -> bool:

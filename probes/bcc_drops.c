@@ -14,6 +14,8 @@
 #define FD_RX_SK @@RX_SK@@
 #define FD_ADD_BACKLOG @@ADD_BACKLOG@@
 #define FD_READ_KERNEL @@READ_KERNEL@@
+// tcp_sock.scaling_ratio came in 6.6: older kernels' headers do not have it.
+#define FD_SCALING_RATIO @@SCALING_RATIO@@
 
 #include <uapi/linux/ptrace.h>
 #include <linux/skbuff.h>
@@ -53,10 +55,23 @@ struct fd_state {
     u32 queue_max;
 };
 
+// The receive window at the last backlog drop and the dropped skbs' sizes (max, sum).
+struct fd_window {
+    u32 rcv_wnd;
+    u32 window_clamp;
+    u32 rcv_ssthresh;
+    s32 scaling_ratio;  // -1: not in this kernel
+    u32 len_max;
+    u32 truesize_max;
+    u64 len_sum;
+    u64 truesize_sum;
+};
+
 BPF_HASH(fd_total, u32, u64, 1024);
 BPF_HASH(fd_drops, struct fd_key, u64, FD_MAP_KEYS_MAX);
 BPF_HASH(fd_state, struct fd_key, struct fd_state, FD_MAP_KEYS_MAX);
 BPF_ARRAY(fd_overflow, u64, 1);
+BPF_HASH(fd_window, struct fd_key, struct fd_window, FD_MAP_KEYS_MAX);
 
 static inline int fd_port_ok(struct fd_key *key)
 {
@@ -132,6 +147,41 @@ static inline void fd_record_state(struct fd_key *key, struct sock *sk)
         st->queue_max = backlog + rmem;
 }
 
+static inline void fd_record_window(struct fd_key *key, struct sock *sk, struct sk_buff *skb)
+{
+    struct fd_window fresh = {};
+    struct fd_window *w = fd_window.lookup(key);
+    if (!w) {
+        fd_window.update(key, &fresh);
+        w = fd_window.lookup(key);
+        if (!w)
+            return;
+    }
+    struct tcp_sock *tp = (struct tcp_sock *)sk;
+    u32 v = 0, len = 0, truesize = 0;
+    fd_read(&v, sizeof(v), &tp->rcv_wnd);
+    w->rcv_wnd = v;
+    fd_read(&v, sizeof(v), &tp->window_clamp);
+    w->window_clamp = v;
+    fd_read(&v, sizeof(v), &tp->rcv_ssthresh);
+    w->rcv_ssthresh = v;
+#if FD_SCALING_RATIO
+    u8 ratio = 0;
+    fd_read(&ratio, sizeof(ratio), &tp->scaling_ratio);
+    w->scaling_ratio = ratio;
+#else
+    w->scaling_ratio = -1;
+#endif
+    fd_read(&len, sizeof(len), &skb->len);
+    fd_read(&truesize, sizeof(truesize), &skb->truesize);
+    if (len > w->len_max)
+        w->len_max = len;
+    if (truesize > w->truesize_max)
+        w->truesize_max = truesize;
+    __sync_fetch_and_add(&w->len_sum, (u64)len);
+    __sync_fetch_and_add(&w->truesize_sum, (u64)truesize);
+}
+
 #if FD_TRACEPOINT
 // The flow from the packet's own headers (IPv4, or IPv6 without extension headers).
 static inline int fd_from_headers(struct fd_key *key, struct sk_buff *skb, u16 protocol)
@@ -187,8 +237,10 @@ TRACEPOINT_PROBE(skb, kfree_skb)
         if (!fd_port_ok(&key))
             return 0;
         fd_count(&key);
-        if (key.reason == FD_SOCKET_BACKLOG)
+        if (key.reason == FD_SOCKET_BACKLOG) {
             fd_record_state(&key, sk);
+            fd_record_window(&key, sk, (struct sk_buff *)args->skbaddr);
+        }
         return 0;
     }
 #endif
@@ -211,11 +263,13 @@ TRACEPOINT_PROBE(skb, kfree_skb)
 #if FD_ADD_BACKLOG
 // A kretprobe cannot see the arguments: the entry saves the socket by thread.
 BPF_HASH(fd_entry, u64, struct sock *, 10240);
+BPF_HASH(fd_entry_skb, u64, struct sk_buff *, 10240);
 
-int kprobe__tcp_add_backlog(struct pt_regs *ctx, struct sock *sk)
+int kprobe__tcp_add_backlog(struct pt_regs *ctx, struct sock *sk, struct sk_buff *skb)
 {
     u64 id = bpf_get_current_pid_tgid();
     fd_entry.update(&id, &sk);
+    fd_entry_skb.update(&id, &skb);
     return 0;
 }
 
@@ -227,6 +281,9 @@ int kretprobe__tcp_add_backlog(struct pt_regs *ctx)
         return 0;
     struct sock *sk = *saved;
     fd_entry.delete(&id);
+    struct sk_buff **saved_skb = fd_entry_skb.lookup(&id);
+    struct sk_buff *skb = saved_skb ? *saved_skb : 0;
+    fd_entry_skb.delete(&id);
     if ((PT_REGS_RC(ctx) & 0xff) == 0)  // a bool: only the low byte is defined
         return 0;
     struct fd_key key;
@@ -240,6 +297,8 @@ int kretprobe__tcp_add_backlog(struct pt_regs *ctx)
         return 0;
     fd_count(&key);
     fd_record_state(&key, sk);
+    if (skb)
+        fd_record_window(&key, sk, skb);
     return 0;
 }
 #endif

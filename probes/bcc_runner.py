@@ -3,7 +3,8 @@
 # Runs under python3 and under RHEL 7's python2 (python-bcc) alike, so: no f-strings.
 # The program's tracepoint and kprobe__/kretprobe__ functions attach themselves on load.
 # Output (see fleetdiag/tracers/records.py): "total REASON N", "flow NETNS LADDR LPORT
-# RADDR RPORT REASON DROPS RCVBUF SNDBUF USERLOCKS BACKLOG_MAX RMEM_MAX QUEUE_MAX", "overflow N".
+# RADDR RPORT REASON DROPS RCVBUF SNDBUF USERLOCKS BACKLOG_MAX RMEM_MAX QUEUE_MAX", "overflow N",
+# "window NETNS LADDR LPORT RADDR RPORT REASON RCV_WND CLAMP SSTHRESH RATIO LEN_MAX LEN_SUM TRUE_MAX TRUE_SUM".
 from __future__ import print_function
 
 import signal
@@ -40,6 +41,11 @@ def report(bpf):
         print(" ".join(["flow", "%d" % key.ns, address(key.family, key.laddr), "%d" % key.lport,
                         address(key.family, key.raddr), "%d" % key.rport, "%d" % key.reason,
                         "%d" % value.value] + sock))
+    for key, w in bpf["fd_window"].items():
+        print(" ".join(["window", "%d" % key.ns, address(key.family, key.laddr), "%d" % key.lport,
+                        address(key.family, key.raddr), "%d" % key.rport, "%d" % key.reason] +
+                       ["%d" % v for v in (w.rcv_wnd, w.window_clamp, w.rcv_ssthresh, w.scaling_ratio,
+                                           w.len_max, w.len_sum, w.truesize_max, w.truesize_sum)]))
     for value in bpf["fd_overflow"].values():
         print("overflow %d" % value.value)
 

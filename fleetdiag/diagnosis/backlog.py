@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fleetdiag.backlog_limit import backlog_limit, backlog_limit_formula
 from fleetdiag.diagnosis.verdict import Verdict, percent, size
+from fleetdiag.diagnosis.window import window_verdict
 from fleetdiag.model import FlowDrop, HostResult
 
 SOCKET_BACKLOG = "SOCKET_BACKLOG"
@@ -40,6 +41,7 @@ def flow_verdicts(host: HostResult, flow: FlowDrop) -> tuple[Verdict, ...]:
         _backlog_while_owned(host, flow),
         _autotuned_large(host, flow),
         _locked_small(host, flow),
+        window_verdict(host, flow),  # the mechanism in bytes, with a value to set (window.py)
     ]
     return tuple(v for v in found if v is not None)
 

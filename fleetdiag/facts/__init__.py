@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from fleetdiag.facts.base import Fact
+from fleetdiag.facts.buffers import TCP_BUFFERS
 from fleetdiag.facts.host import KERNEL, NETNS, OS_RELEASE, SUDO, UID
 from fleetdiag.facts.kernel import (
     DEBUGINFO,
@@ -28,12 +29,13 @@ from fleetdiag.facts.tracing import (
     parse_reason_table,
     parse_tracepoint_fields,
 )
-from fleetdiag.model import HostFacts
+from fleetdiag.model import HostFacts, frozen_map
 from fleetdiag.sections import section_header, split_sections
 
 # Cheap facts every tracer choice reads (a few ms in all).
 CORE_FACTS: tuple[Fact, ...] = (
     KERNEL, OS_RELEASE, UID, SUDO, NETNS, TRACEFS, BTF, BPFTRACE, KFREE_SKB_FORMAT, TOOLS,
+    TCP_BUFFERS,
 )  # fmt: skip
 # Facts only the older tiers (bcc, systemtap, kprobe/kfunc bpftrace) need; together they cost
 # ~100-250 ms of host CPU (kallsyms scan, BTF dump, stap -V, python imports).
@@ -137,5 +139,6 @@ def parse_facts(output: str) -> HostFacts:
         bcc_python=bcc.python if bcc else None,
         bcc_version=bcc.version if bcc else None,
         tools=values["tools"] or frozenset(),
+        tcp_buffers=values["tcp_buffers"] or frozen_map(),
         examined=sections.get("examined", "all").strip() or "all",
     )

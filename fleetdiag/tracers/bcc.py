@@ -105,6 +105,8 @@ def program(facts: HostFacts, window: Window) -> tuple[str, str]:
             "ADD_BACKLOG": 1 if kretprobe else 0,
             # bpf_probe_read_kernel came in 5.5; older kernels only have bpf_probe_read.
             "READ_KERNEL": 1 if at_least(facts, 5, 5) else 0,
+            # tcp_sock.scaling_ratio came in 6.6 (dfa2f0483360).
+            "SCALING_RATIO": 1 if at_least(facts, 6, 6) else 0,
         },
     )
     return probe_name(chosen), text

@@ -28,6 +28,7 @@ from fleetdiag.model import (
 from fleetdiag.tracers.base import (
     STATS_GRACE_S,
     ProbePlan,
+    at_least,
     bpf_access_problem,
     fill_template,
     insert_blocks,
@@ -130,6 +131,8 @@ def script(facts: HostFacts, window: Window) -> tuple[str, str]:
     if hook:
         state = insert_blocks(probe_text(f"tcp_add_backlog_{hook}.bt"), {"RECORD": probe_text("tcp_add_backlog_record.bt")})
     text = insert_blocks(text, {"SOCKET_STATE": state, "INCLUDES": "" if facts.btf else HEADER_INCLUDES})
+    # tcp_sock.scaling_ratio came in 6.6 (dfa2f0483360): older kernels would not compile it.
+    text = insert_blocks(text, {"SCALING_RATIO": "$tp->scaling_ratio" if at_least(facts, 6, 6) else "-1"})
     filled = fill_template(
         text,
         {
@@ -191,6 +194,24 @@ def _flow_key(key: str) -> tuple[int, str, int, str, int, int]:
     return int(ns), laddr, int(lport), raddr, int(rport), int(reason)
 
 
+_SIZE_MAPS = (
+    ("@skblen", "skb_len_max"), ("@skblensum", "skb_len_sum"),
+    ("@skbtrue", "skb_truesize_max"), ("@skbtruesum", "skb_truesize_sum"),
+)  # fmt: skip
+
+
+def _window_fields(maps: dict[str, dict[str, Any]]) -> dict[str, dict[str, int | None]]:
+    """Per flow key: the window at the last backlog drop and the dropped skbs' sizes (-1: unknown)."""
+    fields: dict[str, dict[str, int | None]] = {}
+    for key, value in (maps.get("@win") or {}).items():
+        names = ("rcv_wnd", "window_clamp", "rcv_ssthresh", "scaling_ratio")
+        fields[key] = {n: (int(v) if int(v) >= 0 else None) for n, v in zip(names, value)}
+    for map_name, field_name in _SIZE_MAPS:
+        for key, value in (maps.get(map_name) or {}).items():
+            fields.setdefault(key, {})[field_name] = int(value)
+    return fields
+
+
 def parse(output: str, facts: HostFacts) -> ProbeReport:
     """Turn bpftrace's JSON map dump into exact totals per reason and per-flow drops."""
     maps = _maps(output)
@@ -207,6 +228,7 @@ def parse(output: str, facts: HostFacts) -> ProbeReport:
     backlog = maps.get("@backlog") or {}
     rmem = maps.get("@rmem") or {}
     queue = maps.get("@queue") or {}
+    window = _window_fields(maps)
     flows = []
     for key, count in (maps.get("@drops") or {}).items():
         ns, laddr, lport, raddr, rport, reason = _flow_key(key)
@@ -226,6 +248,7 @@ def parse(output: str, facts: HostFacts) -> ProbeReport:
                 backlog_len_max=int(backlog[key]) if key in backlog else None,
                 rmem_alloc_max=int(rmem[key]) if key in rmem else None,
                 queue_max=int(queue[key]) if key in queue else None,
+                **window.get(key, {}),
             )
         )
     flows.sort(key=lambda f: (-f.drops, f.reason, f.laddr, f.lport, f.raddr, f.rport))

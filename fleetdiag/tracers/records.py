@@ -6,6 +6,10 @@ one record per line, space-separated, ``-`` for a value the probe could not see:
     total <reason> <count>
     flow <netns> <laddr> <lport> <raddr> <rport> <reason> <drops> <rcvbuf> <sndbuf> <userlocks> <backlog_max> <rmem_max> <queue_max>
     overflow <count>
+    window <netns> <laddr> <lport> <raddr> <rport> <reason> <rcv_wnd> <window_clamp> <rcv_ssthresh> <scaling_ratio> <skb_len_max> <skb_len_sum> <skb_truesize_max> <skb_truesize_sum>
+
+A ``window`` line adds the receive window and the dropped skbs' sizes to the ``flow`` line
+with the same key (backlog drops of the tiers that see the socket).
 
 A netns of ``-`` means the host's own namespace (the probe ran inside it), ``0`` unknown.
 A reason is either the host's drop-reason number (mapped through its own table) or a
@@ -14,11 +18,17 @@ name. Lines that do not parse are skipped: a probe's stray output never breaks a
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Mapping
 
 from fleetdiag.model import FlowDrop, HostFacts, ProbeReport, frozen_map
 
 _FLOW_FIELDS = 14
+_WINDOW_FIELDS = 15
+WINDOW_NAMES = (
+    "rcv_wnd", "window_clamp", "rcv_ssthresh", "scaling_ratio",
+    "skb_len_max", "skb_len_sum", "skb_truesize_max", "skb_truesize_sum",
+)  # fmt: skip
 
 
 def _int(text: str) -> int | None:
@@ -67,10 +77,20 @@ def _flow(words: list[str], facts: HostFacts, aliases: Mapping[int, str] | None)
     )
 
 
+def _window(words: list[str]) -> tuple[tuple[str, ...], dict[str, int | None]] | None:
+    """(flow key as printed, window fields) of a ``window`` line; a negative value is unknown."""
+    if len(words) != _WINDOW_FIELDS:
+        return None
+    values = [_int(v) for v in words[7:]]
+    return tuple(words[1:7]), {n: (v if v is not None and v >= 0 else None) for n, v in zip(WINDOW_NAMES, values)}
+
+
 def parse_records(output: str, facts: HostFacts, aliases: Mapping[int, str] | None = None) -> ProbeReport:
     """Totals per reason and per-flow drops from a probe's record lines."""
     totals: dict[str, int] = {}
     flows: list[FlowDrop] = []
+    keys: list[tuple[str, ...]] = []
+    windows: dict[tuple[str, ...], dict[str, int | None]] = {}
     overflow = 0
     for line in output.splitlines():
         words = line.split()
@@ -83,8 +103,14 @@ def parse_records(output: str, facts: HostFacts, aliases: Mapping[int, str] | No
             flow = _flow(words, facts, aliases)
             if flow is not None and flow.drops > 0:
                 flows.append(flow)
+                keys.append(tuple(words[1:7]))
+        elif words[0] == "window":
+            window = _window(words)
+            if window is not None:
+                windows[window[0]] = window[1]
         elif words[0] == "overflow" and len(words) == 2:
             overflow += _int(words[1]) or 0
+    flows = [replace(f, **windows[k]) if k in windows else f for f, k in zip(flows, keys)]
     flows.sort(key=lambda f: (-f.drops, f.reason, f.laddr, f.lport, f.raddr, f.rport))
     return ProbeReport(
         drops=frozen_map(dict(sorted(totals.items()))),

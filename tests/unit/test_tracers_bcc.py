@@ -49,6 +49,14 @@ class State(ctypes.Structure):
     _fields_ = [(n, ctypes.c_uint32) for n in ("rcvbuf", "sndbuf", "backlog_max", "rmem_max", "queue_max")]
 
 
+class WindowState(ctypes.Structure):
+    """struct fd_window of bcc_drops.c."""
+
+    _fields_ = [("rcv_wnd", ctypes.c_uint32), ("window_clamp", ctypes.c_uint32), ("rcv_ssthresh", ctypes.c_uint32),
+                ("scaling_ratio", ctypes.c_int32), ("len_max", ctypes.c_uint32), ("truesize_max", ctypes.c_uint32),
+                ("len_sum", ctypes.c_uint64), ("truesize_sum", ctypes.c_uint64)]  # fmt: skip
+
+
 class Table:
     """What bpf["name"] gives: items() and values() of ctypes keys and values (unhashable, so pairs)."""
 
@@ -98,7 +106,13 @@ def sample_tables():
         State(rcvbuf=8192, sndbuf=46080, backlog_max=131072, rmem_max=4096, queue_max=135168),
     ))  # fmt: skip
     total = Table((ctypes.c_uint32(20), ctypes.c_uint64(281)), (ctypes.c_uint32(33), ctypes.c_uint64(9)))
-    return {"fd_total": total, "fd_drops": drops, "fd_state": state, "fd_overflow": Table((0, ctypes.c_uint64(0)))}
+    window = Table((
+        key(ns, 20, socket.AF_INET, "10.1.0.2", 5201, "10.1.0.3", 40000),
+        WindowState(rcv_wnd=4096, window_clamp=65483, rcv_ssthresh=4096, scaling_ratio=-1,
+                    len_max=1500, truesize_max=2304, len_sum=278 * 1500, truesize_sum=278 * 2304),
+    ))  # fmt: skip
+    return {"fd_total": total, "fd_drops": drops, "fd_state": state, "fd_window": window,
+            "fd_overflow": Table((0, ctypes.c_uint64(0)))}  # fmt: skip
 
 
 def test_runner_output_is_the_recorded_fixture():
@@ -115,6 +129,9 @@ def test_parse_runner_output():
         "10.1.0.2", 5201, "10.1.0.3", 40000, "SOCKET_BACKLOG", 278)
     assert (first.netns, first.rcvbuf, first.sndbuf, first.queue_max) == (4026532100, 8192, 46080, 135168)
     assert first.userlocks is None  # a bitfield on older kernels: bcc does not read it
+    assert (first.rcv_wnd, first.window_clamp, first.rcv_ssthresh, first.scaling_ratio) == (4096, 65483, 4096, None)
+    assert (first.skb_len_max, first.skb_len_sum, first.skb_truesize_max, first.skb_truesize_sum) == (
+        1500, 417000, 2304, 640512)
     v6 = next(f for f in report.flows if f.laddr == "fd00::2")
     assert (v6.drops, v6.rcvbuf) == (3, None)
     late = next(f for f in report.flows if f.reason == "TCP_OLD_DATA")
