@@ -2,7 +2,8 @@
 
 Extend it, never rename: fields may be added; existing ones keep their names and meaning.
 ``load_sweep`` reads a document back into the same Sweep it was made from; the derived
-fields (``backlog_limit``, ``verdicts``, ``reconciliation``) are recomputed, not read.
+fields (``backlog_limit``, ``verdicts``, ``reconciliation``, ``activity``, ``fleet_events``) are
+recomputed, not read.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from fleetdiag import model
 from fleetdiag.backlog_limit import backlog_limit
 from fleetdiag.diagnosis import flow_verdicts, host_verdicts, reconcile
+from fleetdiag.diagnosis.fleet import fleet_events
 from fleetdiag.errors import FleetdiagError
 from fleetdiag.model import FlowDrop, HostResult, Status, Sweep, frozen_map
+from fleetdiag.timeline import activity
 
 SCHEMA_VERSION = 1
 _OPTIONAL_FLOW_FIELDS = ("rcvbuf", "sndbuf", "backlog_len_max", "rmem_alloc_max", "queue_max", "userlocks")
@@ -51,6 +54,20 @@ def host_document(host: HostResult, port: int | None = None) -> dict[str, Any]:
         },
         "reconciliation": [item.as_dict() for item in reconcile(host, port)],
         "verdicts": [v.as_dict() for v in host_verdicts(host, port)],
+        "timeline": timeline_document(getattr(host, "timeline", None)),
+        "activity": activity(getattr(host, "timeline", None)),
+    }
+
+
+def timeline_document(timeline: model.Timeline | None) -> dict[str, Any] | None:
+    """``{"interval_s", "start", "drops": {REASON: [...]}, "counters": {NAME: [...]}}`` or None."""
+    if timeline is None:
+        return None
+    return {
+        "interval_s": timeline.interval_s,
+        "start": timeline.start,
+        "drops": {reason: list(series) for reason, series in timeline.drops.items()},
+        "counters": {name: list(series) for name, series in timeline.counters.items()},
     }
 
 
@@ -78,6 +95,8 @@ def flow_document(host: HostResult, flow: FlowDrop) -> dict[str, Any]:
         value = getattr(flow, name)
         if value is not None:
             doc[name] = value
+    if getattr(flow, "timeline", None) is not None:
+        doc["timeline"] = list(flow.timeline)
     limit = backlog_limit(host.kernel, flow.rcvbuf, flow.sndbuf)
     if limit is not None:
         doc["backlog_limit"] = limit
@@ -96,6 +115,7 @@ def sweep_document(sweep: Sweep) -> dict[str, Any]:
         "interrupted": getattr(sweep, "interrupted", None),
         "hosts": [host_document(h, port) for h in sweep.hosts],
         "flows": [flow_document(h, f) for h in sweep.hosts for f in h.flows],
+        "fleet_events": [v.as_dict() for v in fleet_events(sweep)],
     }
 
 
@@ -131,6 +151,14 @@ class _FlowIn(_In):
     rmem_alloc_max: int | None = None
     queue_max: int | None = None
     userlocks: int | None = None
+    timeline: list[int] | None = None
+
+
+class _TimelineIn(_In):
+    interval_s: int
+    start: float | None = None
+    drops: dict[str, list[int]] = {}
+    counters: dict[str, list[int]] = {}
 
 
 class _ModuleIn(_In):
@@ -157,6 +185,7 @@ class _HostIn(_In):
     fidelity: str | None = None
     module: _ModuleIn | None = None
     tracers: dict[str, _TracerIn] = {}
+    timeline: _TimelineIn | None = None
 
 
 class _SweepIn(_In):
@@ -183,7 +212,10 @@ def load_sweep(document: Mapping[str, Any], source: str = "document") -> Sweep:
     for flow in parsed.flows:
         if flow.host not in flows:
             raise DocumentError(f"{source}: a flow names host {flow.host!r}, which is not in hosts[]")
-        flows[flow.host].append(FlowDrop(**flow.model_dump(exclude={"host"})))
+        fields = flow.model_dump(exclude={"host", "timeline"})
+        if flow.timeline is not None:
+            fields["timeline"] = tuple(flow.timeline)
+        flows[flow.host].append(FlowDrop(**fields))
     hosts = tuple(_host(h, tuple(flows[h.name])) for h in parsed.hosts)
     extra: dict[str, Any] = {}
     if parsed.port is not None:
@@ -203,6 +235,13 @@ def _host(doc: _HostIn, flows: tuple[FlowDrop, ...]) -> HostResult:
         extra["tracers"] = frozen_map({name: tracer_type(**t.model_dump()) for name, t in doc.tracers.items()})
     if doc.module is not None:
         extra["module"] = model.ModuleOrigin(**doc.module.model_dump(exclude={"sentence"}))
+    if doc.timeline is not None:
+        t = doc.timeline
+        extra["timeline"] = model.Timeline(
+            t.interval_s, t.start,
+            frozen_map({k: tuple(v) for k, v in t.drops.items()}),
+            frozen_map({k: tuple(v) for k, v in t.counters.items()}),
+        )  # fmt: skip
     return HostResult(
         name=doc.name,
         address=doc.address,

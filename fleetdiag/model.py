@@ -99,6 +99,7 @@ class FlowDrop:
     rmem_alloc_max: int | None = None
     queue_max: int | None = None  # max of backlog.len + rmem_alloc at one drop
     userlocks: int | None = None
+    timeline: tuple[int, ...] | None = None  # drops per interval of the host's timeline (top flows only)
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,31 @@ class ProbeReport:
     flows: tuple[FlowDrop, ...] = ()
     flows_truncated: bool = False
     notes: tuple[str, ...] = ()  # what this probe could not see, in a sentence each
+    # Per interval since the window's start, as the probe counted them in the kernel (sparse);
+    # ``timed``: the probe counts per interval at all (a probe without it has no timeline).
+    timed: bool = False
+    intervals: Mapping[str, Mapping[int, int]] = field(default_factory=frozen_map)  # reason -> {index: drops}
+    flow_intervals: Mapping[tuple[Any, ...], Mapping[int, int]] = field(default_factory=frozen_map)
+    counter_samples: tuple[tuple[int, Mapping[str, int]], ...] = ()  # (interval index, TcpExt at its end)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """A host's drops over its window, one count per interval (interval 0 starts at ``start``).
+
+    ``drops`` sums to the host's drops per reason, ``counters`` to its TcpExt deltas (only
+    where the probe sampled them: the counters tier).
+    """
+
+    interval_s: int
+    start: float | None  # epoch seconds on the host (its window_start)
+    drops: Mapping[str, tuple[int, ...]] = field(default_factory=frozen_map)
+    counters: Mapping[str, tuple[int, ...]] = field(default_factory=frozen_map)
+
+    @property
+    def length(self) -> int:
+        """How many intervals the window holds."""
+        return max((len(v) for v in (*self.drops.values(), *self.counters.values())), default=0)
 
 
 @dataclass(frozen=True)
@@ -135,6 +161,7 @@ class HostResult:
     fidelity: Fidelity | None = None
     tracers: Mapping[str, Verdict] = field(default_factory=frozen_map)  # every tracer's verdict
     module: ModuleOrigin | None = None  # systemtap only: where its module came from
+    timeline: Timeline | None = None  # drops and counters per interval of the window
 
 
 @dataclass(frozen=True)
