@@ -14,7 +14,6 @@ from fleetdiag.diagnosis import drops_seen
 from fleetdiag.document import SCHEMA_VERSION, flow_document, format_time, host_document
 from fleetdiag.model import HostResult, Status, Sweep
 
-
 # The timeline stays in the JSON document and the saved sweep: records stay one short line each.
 _DOCUMENT_ONLY = ("timeline", "activity")
 
