@@ -16,10 +16,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from fleetdiag import model
 from fleetdiag.backlog_limit import backlog_limit
 from fleetdiag.diagnosis import flow_verdicts, host_verdicts, reconcile
-from fleetdiag.diagnosis.fleet import fleet_events
+from fleetdiag.diagnosis.fleet import activity, fleet_events
 from fleetdiag.errors import FleetdiagError
 from fleetdiag.model import FlowDrop, HostResult, Status, Sweep, frozen_map
-from fleetdiag.timeline import activity
 
 SCHEMA_VERSION = 1
 _OPTIONAL_FLOW_FIELDS = ("rcvbuf", "sndbuf", "backlog_len_max", "rmem_alloc_max", "queue_max", "userlocks")
@@ -54,8 +53,9 @@ def host_document(host: HostResult, port: int | None = None) -> dict[str, Any]:
         },
         "reconciliation": [item.as_dict() for item in reconcile(host, port)],
         "verdicts": [v.as_dict() for v in host_verdicts(host, port)],
+        "groups": list(getattr(host, "groups", ())),
         "timeline": timeline_document(getattr(host, "timeline", None)),
-        "activity": activity(getattr(host, "timeline", None)),
+        "activity": activity(host),
     }
 
 
@@ -186,6 +186,7 @@ class _HostIn(_In):
     module: _ModuleIn | None = None
     tracers: dict[str, _TracerIn] = {}
     timeline: _TimelineIn | None = None
+    groups: list[str] = []
 
 
 class _SweepIn(_In):
@@ -235,6 +236,8 @@ def _host(doc: _HostIn, flows: tuple[FlowDrop, ...]) -> HostResult:
         extra["tracers"] = frozen_map({name: tracer_type(**t.model_dump()) for name, t in doc.tracers.items()})
     if doc.module is not None:
         extra["module"] = model.ModuleOrigin(**doc.module.model_dump(exclude={"sentence"}))
+    if doc.groups:
+        extra["groups"] = tuple(doc.groups)
     if doc.timeline is not None:
         t = doc.timeline
         extra["timeline"] = model.Timeline(

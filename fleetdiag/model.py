@@ -162,6 +162,7 @@ class HostResult:
     tracers: Mapping[str, Verdict] = field(default_factory=frozen_map)  # every tracer's verdict
     module: ModuleOrigin | None = None  # systemtap only: where its module came from
     timeline: Timeline | None = None  # drops and counters per interval of the window
+    groups: tuple[str, ...] = ()  # the inventory's groups of this host (the report sorts by them)
 
 
 @dataclass(frozen=True)

@@ -140,26 +140,3 @@ def _flow_timelines(report: ProbeReport, length: int) -> tuple[FlowDrop, ...]:
                 flow = replace(flow, timeline=series)
         flows.append(flow)
     return tuple(flows)
-
-
-def drops_series(timeline: Timeline) -> tuple[int, ...]:
-    """Every reason's drops added up, per interval."""
-    length = timeline.length
-    return tuple(sum(series[i] for series in timeline.drops.values() if i < len(series)) for i in range(length))
-
-
-def activity(timeline: Timeline | None) -> dict[str, Any] | None:
-    """When drops started (seconds into the window and epoch) and whether they still went on at its end."""
-    if timeline is None:
-        return None
-    series = drops_series(timeline)
-    if not any(series):
-        return {"dropping": False, "first_interval": None, "first_at": None, "ongoing_at_end": False}
-    first = next(i for i, n in enumerate(series) if n)
-    start = timeline.start
-    return {
-        "dropping": True,
-        "first_interval": first,
-        "first_at": None if start is None else round(start + first * timeline.interval_s, 3),
-        "ongoing_at_end": bool(series[-1]),
-    }

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
+from fleetdiag.diagnosis.reconcile import COUNTED_DROPS, is_traced
 from fleetdiag.diagnosis.verdict import Verdict
 from fleetdiag.model import HostResult, Status, Sweep
 
@@ -24,6 +25,38 @@ def host_start(host: HostResult) -> float | None:
     if timeline is not None and timeline.start is not None:
         return timeline.start
     return host.window_start
+
+
+def drop_series(host: HostResult) -> dict[str, tuple[int, ...]]:
+    """The host's drops per interval by kind: traced reasons, or the drop counters on an untraced host."""
+    timeline = host.timeline
+    if timeline is None:
+        return {}
+    if is_traced(host):
+        return dict(timeline.drops)
+    return {name: series for name, series in timeline.counters.items() if name in COUNTED_DROPS}
+
+
+def total_series(host: HostResult) -> tuple[int, ...]:
+    """Every kind of the host's drops added up, per interval (empty without a timeline)."""
+    series = list(drop_series(host).values())
+    length = max((len(s) for s in series), default=0)
+    return tuple(sum(s[i] for s in series if i < len(s)) for i in range(length))
+
+
+def activity(host: HostResult) -> dict[str, object] | None:
+    """When the host's drops started (interval, epoch seconds) and whether they still went on at the end."""
+    if host.timeline is None:
+        return None
+    series = total_series(host)
+    first = next((i for i, n in enumerate(series) if n), None)
+    start = host_start(host)
+    return {
+        "dropping": first is not None,
+        "first_interval": first,
+        "first_at": None if first is None or start is None else round(start + first * host.timeline.interval_s, 3),
+        "ongoing_at_end": bool(series and series[-1]),
+    }
 
 
 @dataclass(frozen=True)
@@ -47,7 +80,7 @@ def onsets(sweep: Sweep, start_of: StartOf = host_start) -> list[Onset]:
         timeline, start = host.timeline, start_of(host)
         if host.status is not Status.OK or timeline is None or start is None:
             continue
-        for reason, series in timeline.drops.items():
+        for reason, series in drop_series(host).items():
             first = next((i for i, n in enumerate(series) if n), None)
             if first:  # None: never; 0: already dropping when the window opened
                 found.append(Onset(host.name, reason, start + first * timeline.interval_s, timeline.interval_s, series[first]))

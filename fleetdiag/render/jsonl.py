@@ -15,7 +15,7 @@ from fleetdiag.document import SCHEMA_VERSION, flow_document, format_time, host_
 from fleetdiag.model import HostResult, Status, Sweep
 
 # The timeline stays in the JSON document and the saved sweep: records stay one short line each.
-_DOCUMENT_ONLY = ("timeline", "activity")
+_DOCUMENT_ONLY = ("timeline", "activity", "groups")
 
 
 def _without_timeline(doc: dict[str, Any]) -> dict[str, Any]:
