@@ -60,12 +60,13 @@ def host_document(host: HostResult, port: int | None = None) -> dict[str, Any]:
 
 
 def timeline_document(timeline: model.Timeline | None) -> dict[str, Any] | None:
-    """``{"interval_s", "start", "drops": {REASON: [...]}, "counters": {NAME: [...]}}`` or None."""
+    """``{"interval_s", "start", "intervals", "drops": {REASON: [...]}, "counters": {NAME: [...]}}`` or None."""
     if timeline is None:
         return None
     return {
         "interval_s": timeline.interval_s,
         "start": timeline.start,
+        "intervals": timeline.length,
         "drops": {reason: list(series) for reason, series in timeline.drops.items()},
         "counters": {name: list(series) for name, series in timeline.counters.items()},
     }
@@ -157,6 +158,7 @@ class _FlowIn(_In):
 class _TimelineIn(_In):
     interval_s: int
     start: float | None = None
+    intervals: int = 0
     drops: dict[str, list[int]] = {}
     counters: dict[str, list[int]] = {}
 
@@ -244,6 +246,7 @@ def _host(doc: _HostIn, flows: tuple[FlowDrop, ...]) -> HostResult:
             t.interval_s, t.start,
             frozen_map({k: tuple(v) for k, v in t.drops.items()}),
             frozen_map({k: tuple(v) for k, v in t.counters.items()}),
+            t.intervals,
         )  # fmt: skip
     return HostResult(
         name=doc.name,

@@ -134,11 +134,12 @@ class Timeline:
     start: float | None  # epoch seconds on the host (its window_start)
     drops: Mapping[str, tuple[int, ...]] = field(default_factory=frozen_map)
     counters: Mapping[str, tuple[int, ...]] = field(default_factory=frozen_map)
+    intervals: int = 0  # how many the window holds (a quiet host has no series to tell)
 
     @property
     def length(self) -> int:
         """How many intervals the window holds."""
-        return max((len(v) for v in (*self.drops.values(), *self.counters.values())), default=0)
+        return max((len(v) for v in (*self.drops.values(), *self.counters.values())), default=self.intervals)
 
 
 @dataclass(frozen=True)

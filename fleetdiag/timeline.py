@@ -116,7 +116,7 @@ def host_timeline(
     counters: dict[str, tuple[int, ...]] = {}
     if report.counter_samples:
         counters = counter_series(counters_before, report.counter_samples, counters_after, counter_names, length)
-    timeline = Timeline(step, start, frozen_map(drops), frozen_map(counters))
+    timeline = Timeline(step, start, frozen_map(drops), frozen_map(counters), length)
     return timeline, _flow_timelines(report, length), tuple(notes)
 
 

@@ -40,7 +40,7 @@ def drop_series(host: HostResult) -> dict[str, tuple[int, ...]]:
 def total_series(host: HostResult) -> tuple[int, ...]:
     """Every kind of the host's drops added up, per interval (empty without a timeline)."""
     series = list(drop_series(host).values())
-    length = max((len(s) for s in series), default=0)
+    length = host.timeline.length if host.timeline is not None else 0
     return tuple(sum(s[i] for s in series if i < len(s)) for i in range(length))
 
 
