@@ -14,6 +14,7 @@
 #define FD_RX_SK @@RX_SK@@
 #define FD_ADD_BACKLOG @@ADD_BACKLOG@@
 #define FD_READ_KERNEL @@READ_KERNEL@@
+#define FD_INTERVAL_NS @@INTERVAL_NS@@ULL
 
 #include <uapi/linux/ptrace.h>
 #include <linux/skbuff.h>
@@ -57,6 +58,48 @@ BPF_HASH(fd_total, u32, u64, 1024);
 BPF_HASH(fd_drops, struct fd_key, u64, FD_MAP_KEYS_MAX);
 BPF_HASH(fd_state, struct fd_key, struct fd_state, FD_MAP_KEYS_MAX);
 BPF_ARRAY(fd_overflow, u64, 1);
+// The timeline: drops per (reason, interval since fd_t0), and per (flow, interval). The runner
+// sets fd_t0 (CLOCK_MONOTONIC, as bpf_ktime_get_ns) just before it says the probe watches.
+struct fd_tl_key {
+    u32 reason;
+    u32 index;
+};
+struct fd_ftl_key {
+    struct fd_key flow;
+    u64 index;
+};
+BPF_ARRAY(fd_t0, u64, 1);
+BPF_HASH(fd_tl, struct fd_tl_key, u64, FD_MAP_KEYS_MAX);
+BPF_HASH(fd_ftl, struct fd_ftl_key, u64, FD_MAP_KEYS_MAX);
+
+static inline void fd_count_interval(struct fd_key *key)
+{
+    int first = 0;
+    u64 zero = 0, index = 0, now = bpf_ktime_get_ns();
+    u64 *t0 = fd_t0.lookup(&first);
+    if (t0 && *t0 && now > *t0)
+        index = (now - *t0) / FD_INTERVAL_NS;
+    struct fd_tl_key tk = {};
+    tk.reason = key->reason;
+    tk.index = index;
+    u64 *n = fd_tl.lookup(&tk);
+    if (!n) {
+        fd_tl.update(&tk, &zero);  // refused when the map is full: the parser says so
+        n = fd_tl.lookup(&tk);
+    }
+    if (n)
+        __sync_fetch_and_add(n, 1);
+    struct fd_ftl_key fk = {};
+    __builtin_memcpy(&fk.flow, key, sizeof(fk.flow));
+    fk.index = index;
+    n = fd_ftl.lookup(&fk);
+    if (!n) {
+        fd_ftl.update(&fk, &zero);
+        n = fd_ftl.lookup(&fk);
+    }
+    if (n)
+        __sync_fetch_and_add(n, 1);
+}
 
 static inline int fd_port_ok(struct fd_key *key)
 {
@@ -87,6 +130,7 @@ static inline void fd_count(struct fd_key *key)
         if (lost)
             __sync_fetch_and_add(lost, 1);
     }
+    fd_count_interval(key);
 }
 
 static inline u64 fd_sock_ns(struct sock *sk)

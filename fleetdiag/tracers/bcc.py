@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from fleetdiag.model import HostFacts, ProbeReport, Verdict, Window, frozen_map
+from fleetdiag.timeline import interval_for
 from fleetdiag.tracers.base import (
     ProbePlan,
     at_least,
@@ -104,6 +105,7 @@ def program(facts: HostFacts, window: Window) -> tuple[str, str]:
             "ADD_BACKLOG": 1 if kretprobe else 0,
             # bpf_probe_read_kernel came in 5.5; older kernels only have bpf_probe_read.
             "READ_KERNEL": 1 if at_least(facts, 5, 5) else 0,
+            "INTERVAL_NS": interval_for(window.duration_s) * 1_000_000_000,
         },
     )
     return probe_name(chosen), text

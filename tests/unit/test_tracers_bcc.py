@@ -49,6 +49,18 @@ class State(ctypes.Structure):
     _fields_ = [(n, ctypes.c_uint32) for n in ("rcvbuf", "sndbuf", "backlog_max", "rmem_max", "queue_max")]
 
 
+class TlKey(ctypes.Structure):
+    """struct fd_tl_key of bcc_drops.c."""
+
+    _fields_ = [("reason", ctypes.c_uint32), ("index", ctypes.c_uint32)]
+
+
+class FtlKey(ctypes.Structure):
+    """struct fd_ftl_key of bcc_drops.c."""
+
+    _fields_ = [("flow", Key), ("index", ctypes.c_uint64)]
+
+
 class Table:
     """What bpf["name"] gives: items() and values() of ctypes keys and values (unhashable, so pairs)."""
 
@@ -98,7 +110,13 @@ def sample_tables():
         State(rcvbuf=8192, sndbuf=46080, backlog_max=131072, rmem_max=4096, queue_max=135168),
     ))  # fmt: skip
     total = Table((ctypes.c_uint32(20), ctypes.c_uint64(281)), (ctypes.c_uint32(33), ctypes.c_uint64(9)))
-    return {"fd_total": total, "fd_drops": drops, "fd_state": state, "fd_overflow": Table((0, ctypes.c_uint64(0)))}
+    timeline = Table((TlKey(20, 3), ctypes.c_uint64(200)), (TlKey(20, 4), ctypes.c_uint64(81)), (TlKey(33, 0), ctypes.c_uint64(9)))
+    flow_timeline = Table(
+        (FtlKey(v4, 3), ctypes.c_uint64(200)), (FtlKey(v4, 4), ctypes.c_uint64(78)),
+        (FtlKey(v6, 4), ctypes.c_uint64(3)), (FtlKey(late, 0), ctypes.c_uint64(9)),
+    )  # fmt: skip
+    return {"fd_total": total, "fd_drops": drops, "fd_state": state, "fd_overflow": Table((0, ctypes.c_uint64(0))),
+            "fd_tl": timeline, "fd_ftl": flow_timeline}  # fmt: skip
 
 
 def test_runner_output_is_the_recorded_fixture():
@@ -171,3 +189,20 @@ def test_runner_is_valid_source_for_both_pythons(python):
 
 def test_fixture_dir_says_what_is_recorded():
     assert "bcc-runner.stdout.txt" in (FIXTURES / "tracers" / "README.md").read_text()
+
+
+def test_runner_timeline_becomes_the_hosts_timeline():
+    # The in-kernel (reason, interval) and (flow, interval) counts, made dense and whole by the timeline.
+    from fleetdiag.timeline import host_timeline
+
+    facts = dataclasses.replace(detection("ubuntu20.04-5.4-bcc"), drop_reasons={20: "SOCKET_BACKLOG", 33: "TCP_OLD_DATA"})
+    report = bcc.parse(fixture_text("tracers/bcc-runner.stdout.txt"), facts)
+    assert report.timed and dict(report.intervals["SOCKET_BACKLOG"]) == {3: 200, 4: 81}
+    timeline, flows, notes = host_timeline(report, 6, 100.0, {}, {}, [])
+    assert timeline.drops["SOCKET_BACKLOG"] == (0, 0, 0, 200, 81, 0)
+    assert timeline.drops["TCP_OLD_DATA"] == (9, 0, 0, 0, 0, 0)
+    assert notes == ()
+    by_port = {(f.rport, f.reason): f.timeline for f in flows}
+    assert by_port[(40000, "SOCKET_BACKLOG")] == (0, 0, 0, 200, 78, 0)
+    assert by_port[(40002, "SOCKET_BACKLOG")] == (0, 0, 0, 0, 3, 0)
+    assert by_port[(40000, "TCP_OLD_DATA")] == (9, 0, 0, 0, 0, 0)  # netns 0 (unknown) keys match too
