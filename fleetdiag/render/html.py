@@ -24,6 +24,7 @@ HOST_CHARTS_MAX = 50
 # Flow table rows; the JSON document has them all.
 FLOW_ROWS_MAX = 2000
 ROW_PX = 12  # per host in the heatmap: 1000 hosts stay one row each, with their names
+GAPS_UP_TO = 200
 _STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
@@ -158,13 +159,17 @@ def _heatmap(sweep: Sweep) -> str:
         "type": "heatmap", "x": times, "y": names, "z": z, "customdata": rows,
         "hovertemplate": "%{y}<br>%{x}<br>%{customdata} drops<extra></extra>",
         "colorscale": [[0, "#f2f2f2"], [0.0001, "#fee8c8"], [0.5, "#fc8d59"], [1, "#7f0000"]],
-        "zmin": 0, "zmax": max(0.3, math.log10(1 + top)), "xgap": 1, "ygap": 1, "hoverongaps": False,
+        "zmin": 0, "zmax": max(0.3, math.log10(1 + top)), "hoverongaps": False,
         "colorbar": {"title": {"text": "drops"}, "tickvals": [math.log10(1 + v) for v in ticks],
                      "ticktext": [str(v) for v in ticks]},
     }]  # fmt: skip
+    if len(hosts) <= GAPS_UP_TO:
+        data[0].update(xgap=1, ygap=1)  # cells apart; past this many rows, gaps cost more to draw than they help
+    # A margin fitted to the longest name, not plotly's automargin: that measures all 1000 labels twice.
+    left = min(400, 20 + 6 * max((len(n) for n in names), default=4))
     layout = {
-        "height": 160 + ROW_PX * len(hosts), "margin": {"l": 180, "r": 40, "t": 30, "b": 60},
-        "yaxis": {"autorange": "reversed", "tickfont": {"size": 9}, "automargin": True, "dtick": 1},
+        "height": 160 + ROW_PX * len(hosts), "margin": {"l": left, "r": 40, "t": 30, "b": 60},
+        "yaxis": {"autorange": "reversed", "tickfont": {"size": 9}, "dtick": 1},
         "xaxis": {"title": {"text": f"time (UTC, {step} s per column, each host's own clock)"}, "type": "date"},
     }  # fmt: skip
     return _plot("heatmap", data, layout)
