@@ -72,7 +72,9 @@ BPF_ARRAY(fd_t0, u64, 1);
 BPF_HASH(fd_tl, struct fd_tl_key, u64, FD_MAP_KEYS_MAX);
 BPF_HASH(fd_ftl, struct fd_ftl_key, u64, FD_MAP_KEYS_MAX);
 
-static inline void fd_count_interval(struct fd_key *key)
+// Per flow only for drops with a socket: a storm of new flows without one (SYNs to a closed
+// port) would fill fd_ftl and cost every drop a failed insert.
+static inline void fd_count_interval(struct fd_key *key, int with_socket)
 {
     int first = 0;
     u64 zero = 0, index = 0, now = bpf_ktime_get_ns();
@@ -89,6 +91,8 @@ static inline void fd_count_interval(struct fd_key *key)
     }
     if (n)
         __sync_fetch_and_add(n, 1);
+    if (!with_socket)
+        return;
     struct fd_ftl_key fk = {};
     __builtin_memcpy(&fk.flow, key, sizeof(fk.flow));
     fk.index = index;
@@ -106,7 +110,7 @@ static inline int fd_port_ok(struct fd_key *key)
     return FD_PORT == 0 || key->lport == FD_PORT || key->rport == FD_PORT;
 }
 
-static inline void fd_count(struct fd_key *key)
+static inline void fd_count(struct fd_key *key, int with_socket)
 {
     u64 zero = 0;
     u32 reason = key->reason;
@@ -130,7 +134,7 @@ static inline void fd_count(struct fd_key *key)
         if (lost)
             __sync_fetch_and_add(lost, 1);
     }
-    fd_count_interval(key);
+    fd_count_interval(key, with_socket);
 }
 
 static inline u64 fd_sock_ns(struct sock *sk)
@@ -230,7 +234,7 @@ TRACEPOINT_PROBE(skb, kfree_skb)
         fd_from_sock(&key, sk);
         if (!fd_port_ok(&key))
             return 0;
-        fd_count(&key);
+        fd_count(&key, 1);
         if (key.reason == FD_SOCKET_BACKLOG)
             fd_record_state(&key, sk);
         return 0;
@@ -247,7 +251,7 @@ TRACEPOINT_PROBE(skb, kfree_skb)
     key.ns = ns;
     if (!fd_from_headers(&key, skb, protocol) || !fd_port_ok(&key))
         return 0;
-    fd_count(&key);
+    fd_count(&key, 0);
     return 0;
 }
 #endif
@@ -282,7 +286,7 @@ int kretprobe__tcp_add_backlog(struct pt_regs *ctx)
     fd_from_sock(&key, sk);
     if (!fd_port_ok(&key))
         return 0;
-    fd_count(&key);
+    fd_count(&key, 1);
     fd_record_state(&key, sk);
     return 0;
 }

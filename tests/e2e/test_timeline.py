@@ -65,7 +65,8 @@ def _backlog_sweep(lab_fleet, lab_roles, tmp_path, tracer, probe_file):
 
         doc, began = _sweep(lab_fleet, [receiver, sender, quiet], tmp_path, tracer, probe_file, during)
         if traffic[0].wait() > 0:
-            return {h["name"]: h for h in doc["hosts"]}, began
+            hosts = {h["name"]: {**h, "flows": [f for f in doc["flows"] if f["host"] == h["name"]]} for h in doc["hosts"]}
+            return hosts, began
     pytest.fail(f"no backlog drop in {ATTEMPTS} runs of the generator")
 
 
@@ -86,6 +87,10 @@ def test_bpftrace_timeline_starts_when_the_drops_do(lab_fleet, lab_roles, tmp_pa
         counted_before, _ = _split(timeline, timeline["counters"]["TCPBacklogDrop"], began)
         assert not any(counted_before)
     assert receiver["activity"]["dropping"] and receiver["activity"]["first_interval"] >= len(before)
+    backlog_flows = [f for f in receiver["flows"] if f["reason"] == "SOCKET_BACKLOG"]
+    assert backlog_flows
+    for flow in backlog_flows:  # drops with a socket: each such flow has its own series
+        assert sum(flow["timeline"]) == flow["drops"] and not any(flow["timeline"][:len(before)])
     quiet = hosts[lab_roles.quiet.name]
     assert not any(sum(s) for s in quiet["timeline"]["drops"].values())
     assert quiet["activity"]["dropping"] is False

@@ -59,7 +59,8 @@ def test_a_probe_without_a_timeline_gets_none():
 
 
 def _recorded(facts_6_18):
-    """A real bpftrace window (loopback SYNs to a closed port, 2 s into an 8 s window), as the collector reads it."""
+    """A real bpftrace window, as the collector reads it: loopback SYNs 4 s into an 8 s window to a closed port
+    (NO_SOCKET, no socket) and to a listener whose filter drops all (SOCKET_FILTER, retransmitted a second later)."""
     plan = bpftrace.plan(facts_6_18, Window(8))
     stdout = fixture_text("window/bpftrace-timeline.stdout.txt")
     return window_result(HostSpec("h01", "127.0.0.1"), facts_6_18, bpftrace, plan.probe, CommandResult(stdout, "", 0),
@@ -70,9 +71,11 @@ def test_recorded_bpftrace_window_has_its_timeline(facts_6_18):
     host = _recorded(facts_6_18)
     timeline = host.timeline
     assert (timeline.interval_s, timeline.start, timeline.length) == (1, host.window_start, 8)
-    assert timeline.drops["NO_SOCKET"] == (0, 0, 4, 0, 0, 0, 0, 0) and host.drops["NO_SOCKET"] == 4
-    assert all(f.timeline == (0, 0, 1, 0, 0, 0, 0, 0) for f in host.flows)
-    assert activity(host) == {"dropping": True, "first_interval": 2, "first_at": round(host.window_start + 2, 3),
+    assert timeline.drops == {"NO_SOCKET": (0, 0, 0, 0, 2, 0, 0, 0), "SOCKET_FILTER": (0, 0, 0, 0, 1, 1, 0, 0)}
+    assert {r: sum(s) for r, s in timeline.drops.items()} == dict(host.drops)
+    by_reason = {f.reason: f.timeline for f in host.flows}
+    assert by_reason == {"SOCKET_FILTER": (0, 0, 0, 0, 1, 1, 0, 0), "NO_SOCKET": None}  # per flow: socket drops only
+    assert activity(host) == {"dropping": True, "first_interval": 4, "first_at": round(host.window_start + 4, 3),
                               "ongoing_at_end": False}  # fmt: skip
 
 
@@ -151,9 +154,9 @@ def test_document_round_trip_keeps_the_timeline_and_jsonl_stays_as_it_was(facts_
     sweep = _sweep(dataclasses.replace(_recorded(facts_6_18), groups=("web",)), _host("b", [0, 1, 0, 0, 0, 0, 0, 0]))
     doc = sweep_document(sweep)
     host = doc["hosts"][0]
-    assert host["timeline"]["drops"] == {"NO_SOCKET": [0, 0, 4, 0, 0, 0, 0, 0]} and host["timeline"]["intervals"] == 8
-    assert host["groups"] == ["web"] and host["activity"]["first_interval"] == 2
-    assert all(f["timeline"] == [0, 0, 1, 0, 0, 0, 0, 0] for f in doc["flows"] if f["host"] == "h01")
+    assert host["timeline"]["drops"]["NO_SOCKET"] == [0, 0, 0, 0, 2, 0, 0, 0] and host["timeline"]["intervals"] == 8
+    assert host["groups"] == ["web"] and host["activity"]["first_interval"] == 4
+    assert [f.get("timeline") for f in doc["flows"] if f["host"] == "h01"] == [[0, 0, 0, 0, 1, 1, 0, 0], None, None]
     again = sweep_document(load_sweep(json.loads(json.dumps(doc))))
     assert again == doc
     for line in jsonl.render(sweep).splitlines():
