@@ -29,6 +29,7 @@ from fleetdiag.model import (
 )
 from fleetdiag.module_builds import ModuleBuilds, ModuleUnavailable
 from fleetdiag.sections import split_sections
+from fleetdiag.timeline import host_timeline
 from fleetdiag.tracers import systemtap
 from fleetdiag.tracers.base import ProbePlan, Tracer
 from fleetdiag.tracers.prog_stats import parse_probe_stats
@@ -224,7 +225,8 @@ def collect_host(
                     continue
                 result = _run_window(spec, transport, tracer, facts, plan, window, on_live)
             probe = plan.probe
-            host = window_result(spec, facts, tracer, plan.probe, result, plan=plan, verdicts=detection.verdicts)
+            host = window_result(spec, facts, tracer, plan.probe, result, plan=plan, verdicts=detection.verdicts,
+                                 window=window)  # fmt: skip
             if origin is not None:  # where this host's systemtap module came from, for people and for JSON
                 host = replace(host, module=origin, notes=(*host.notes, origin.sentence()))
             if host.status is Status.OK or _probe_started(result) or tracer is candidates[-1]:
@@ -335,8 +337,12 @@ def window_result(
     *,
     plan: ProbePlan | None = None,
     verdicts: dict[str, tracers.Verdict] | None = None,
+    window: Window | None = None,
 ) -> HostResult:
-    """Interpret the window script's output (pure: tested from recorded output)."""
+    """Interpret the window script's output (pure: tested from recorded output).
+
+    WINDOW gives the timeline's interval (without it, the window's length as the host measured it).
+    """
     sections = split_sections(result.stdout)
     if "error" in sections:
         return _failed(spec, facts, probe, sections["error"].strip())
@@ -349,10 +355,10 @@ def window_result(
         why = _tracer_error(probe_err) or f"exit code {rc}"
         return _failed(spec, facts, probe, f"{tracer.name} did not start: {why}")
     report = tracer.parse(probe_out, facts)
-    counters = counter_delta(
-        parse_netstat(sections.get("counters_before", "")),
-        parse_netstat(sections.get("counters_after", "")),
-    )
+    before, after = parse_netstat(sections.get("counters_before", "")), parse_netstat(sections.get("counters_after", ""))
+    counters = counter_delta(before, after)
+    duration = window.duration_s if window else round(end - start) if start is not None and end is not None else 1
+    timeline, flows, timeline_notes = host_timeline(report, duration, start, before, after, list(counters))
     notes = []
     if rc == _TIMEOUT_EXPIRED and start is not None and end is not None:
         # The probe was slow to attach (e.g. a compile on a slow host), so the host's own limit
@@ -367,6 +373,7 @@ def window_result(
     if stats is None and plan is not None and plan.reads_stats:
         notes.append("the probe's programs were not read before they unloaded (the window was stopped early): "
                      "recursion misses unknown")  # fmt: skip
+    notes += timeline_notes
     fidelity = plan.fidelity if plan else Fidelity.TRACED
     return HostResult(
         name=spec.name,
@@ -376,7 +383,7 @@ def window_result(
         probe=probe,
         drops=report.drops,
         counters=frozen_map(counters),
-        flows=report.flows,
+        flows=flows,
         netns=facts.netns,
         window_start=start,
         window_end=end,
@@ -386,6 +393,7 @@ def window_result(
         probe_stats=stats,
         flows_truncated=report.flows_truncated,
         tcp_buffers=facts.tcp_buffers,
+        timeline=timeline,
     )
 
 

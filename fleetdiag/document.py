@@ -2,7 +2,8 @@
 
 Extend it, never rename: fields may be added; existing ones keep their names and meaning.
 ``load_sweep`` reads a document back into the same Sweep it was made from; the derived
-fields (``backlog_limit``, ``verdicts``, ``reconciliation``) are recomputed, not read.
+fields (``backlog_limit``, ``verdicts``, ``reconciliation``, ``activity``, ``fleet_events``) are
+recomputed, not read.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from fleetdiag import model
 from fleetdiag.backlog_limit import backlog_limit
 from fleetdiag.diagnosis import flow_verdicts, host_verdicts, reconcile, unchecked_reasons
+from fleetdiag.diagnosis.fleet import activity, fleet_events
 from fleetdiag.errors import FleetdiagError
 from fleetdiag.model import FlowDrop, HostResult, Status, Sweep, frozen_map
 from fleetdiag.tracers.prog_stats import stats_document, stats_from_document
@@ -63,6 +65,22 @@ def host_document(host: HostResult, port: int | None = None) -> dict[str, Any]:
         # flows[] holds every flow the probe's map kept; true when it was full (or drops had no flow).
         "flows_truncated": bool(getattr(host, "flows_truncated", False)),
         "verdicts": [v.as_dict() for v in host_verdicts(host, port)],
+        "groups": list(getattr(host, "groups", ())),
+        "timeline": timeline_document(getattr(host, "timeline", None)),
+        "activity": activity(host),
+    }
+
+
+def timeline_document(timeline: model.Timeline | None) -> dict[str, Any] | None:
+    """``{"interval_s", "start", "intervals", "drops": {REASON: [...]}, "counters": {NAME: [...]}}`` or None."""
+    if timeline is None:
+        return None
+    return {
+        "interval_s": timeline.interval_s,
+        "start": timeline.start,
+        "intervals": timeline.length,
+        "drops": {reason: list(series) for reason, series in timeline.drops.items()},
+        "counters": {name: list(series) for name, series in timeline.counters.items()},
     }
 
 
@@ -90,6 +108,8 @@ def flow_document(host: HostResult, flow: FlowDrop) -> dict[str, Any]:
         value = getattr(flow, name)
         if value is not None:
             doc[name] = value
+    if getattr(flow, "timeline", None) is not None:
+        doc["timeline"] = list(flow.timeline)
     limit = backlog_limit(host.kernel, flow.rcvbuf, flow.sndbuf)
     if limit is not None:
         doc["backlog_limit"] = limit
@@ -108,6 +128,7 @@ def sweep_document(sweep: Sweep) -> dict[str, Any]:
         "interrupted": getattr(sweep, "interrupted", None),
         "hosts": [host_document(h, port) for h in sweep.hosts],
         "flows": [flow_document(h, f) for h in sweep.hosts for f in h.flows],
+        "fleet_events": [v.as_dict() for v in fleet_events(sweep)],
     }
 
 
@@ -151,6 +172,15 @@ class _FlowIn(_In):
     skb_len_sum: int | None = None
     skb_truesize_max: int | None = None
     skb_truesize_sum: int | None = None
+    timeline: list[int] | None = None
+
+
+class _TimelineIn(_In):
+    interval_s: int
+    start: float | None = None
+    intervals: int = 0
+    drops: dict[str, list[int]] = {}
+    counters: dict[str, list[int]] = {}
 
 
 class _ModuleIn(_In):
@@ -180,6 +210,8 @@ class _HostIn(_In):
     probe_stats: dict[str, Any] | None = None
     flows_truncated: bool = False
     tcp_buffers: dict[str, list[int]] = {}
+    timeline: _TimelineIn | None = None
+    groups: list[str] = []
 
 
 class _SweepIn(_In):
@@ -206,7 +238,10 @@ def load_sweep(document: Mapping[str, Any], source: str = "document") -> Sweep:
     for flow in parsed.flows:
         if flow.host not in flows:
             raise DocumentError(f"{source}: a flow names host {flow.host!r}, which is not in hosts[]")
-        flows[flow.host].append(FlowDrop(**flow.model_dump(exclude={"host"})))
+        fields = flow.model_dump(exclude={"host", "timeline"})
+        if flow.timeline is not None:
+            fields["timeline"] = tuple(flow.timeline)
+        flows[flow.host].append(FlowDrop(**fields))
     hosts = tuple(_host(h, tuple(flows[h.name])) for h in parsed.hosts)
     extra: dict[str, Any] = {}
     if parsed.port is not None:
@@ -232,6 +267,16 @@ def _host(doc: _HostIn, flows: tuple[FlowDrop, ...]) -> HostResult:
         extra["flows_truncated"] = True
     if doc.tcp_buffers:
         extra["tcp_buffers"] = frozen_map({name: tuple(values) for name, values in doc.tcp_buffers.items()})
+    if doc.groups:
+        extra["groups"] = tuple(doc.groups)
+    if doc.timeline is not None:
+        t = doc.timeline
+        extra["timeline"] = model.Timeline(
+            t.interval_s, t.start,
+            frozen_map({k: tuple(v) for k, v in t.drops.items()}),
+            frozen_map({k: tuple(v) for k, v in t.counters.items()}),
+            t.intervals,
+        )  # fmt: skip
     return HostResult(
         name=doc.name,
         address=doc.address,

@@ -110,6 +110,7 @@ class FlowDrop:
     skb_len_sum: int | None = None
     skb_truesize_max: int | None = None
     skb_truesize_sum: int | None = None
+    timeline: tuple[int, ...] | None = None  # drops per interval of the host's timeline (top flows only)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,32 @@ class ProbeReport:
     flows: tuple[FlowDrop, ...] = ()
     flows_truncated: bool = False
     notes: tuple[str, ...] = ()  # what this probe could not see, in a sentence each
+    # Per interval since the window's start, as the probe counted them in the kernel (sparse);
+    # ``timed``: the probe counts per interval at all (a probe without it has no timeline).
+    timed: bool = False
+    intervals: Mapping[str, Mapping[int, int]] = field(default_factory=frozen_map)  # reason -> {index: drops}
+    flow_intervals: Mapping[tuple[Any, ...], Mapping[int, int]] = field(default_factory=frozen_map)
+    counter_samples: tuple[tuple[int, Mapping[str, int]], ...] = ()  # (interval index, TcpExt at its end)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """A host's drops over its window, one count per interval (interval 0 starts at ``start``).
+
+    ``drops`` sums to the host's drops per reason, ``counters`` to its TcpExt deltas (only
+    where the probe sampled them: the counters tier).
+    """
+
+    interval_s: int
+    start: float | None  # epoch seconds on the host (its window_start)
+    drops: Mapping[str, tuple[int, ...]] = field(default_factory=frozen_map)
+    counters: Mapping[str, tuple[int, ...]] = field(default_factory=frozen_map)
+    intervals: int = 0  # how many the window holds (a quiet host has no series to tell)
+
+    @property
+    def length(self) -> int:
+        """How many intervals the window holds."""
+        return max((len(v) for v in (*self.drops.values(), *self.counters.values())), default=self.intervals)
 
 
 @dataclass(frozen=True)
@@ -191,6 +218,8 @@ class HostResult:
     # The host's receive-buffer sysctls (facts/buffers.py): tcp_rmem (3 values), rmem_max,
     # tcp_adv_win_scale, tcp_moderate_rcvbuf; what the backlog window verdict computes with.
     tcp_buffers: Mapping[str, tuple[int, ...]] = field(default_factory=frozen_map)
+    timeline: Timeline | None = None  # drops and counters per interval of the window
+    groups: tuple[str, ...] = ()  # the inventory's groups of this host (the report sorts by them)
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,8 @@ def collect_one(
     finally:
         if gate is not None:
             gate.arrive(spec.name)  # a host that failed early must not hold the batch back
+    if spec.groups and not result.groups:
+        result = replace(result, groups=tuple(spec.groups))
     notify(spec.name, "done", result)
     return result
 

@@ -16,6 +16,7 @@
 #define FD_READ_KERNEL @@READ_KERNEL@@
 // tcp_sock.scaling_ratio came in 6.6: older kernels' headers do not have it.
 #define FD_SCALING_RATIO @@SCALING_RATIO@@
+#define FD_INTERVAL_NS @@INTERVAL_NS@@ULL
 
 #include <uapi/linux/ptrace.h>
 #include <linux/skbuff.h>
@@ -72,13 +73,59 @@ BPF_HASH(fd_drops, struct fd_key, u64, FD_MAP_KEYS_MAX);
 BPF_HASH(fd_state, struct fd_key, struct fd_state, FD_MAP_KEYS_MAX);
 BPF_ARRAY(fd_overflow, u64, 1);
 BPF_HASH(fd_window, struct fd_key, struct fd_window, FD_MAP_KEYS_MAX);
+// The timeline: drops per (reason, interval since fd_t0), and per (flow, interval). The runner
+// sets fd_t0 (CLOCK_MONOTONIC, as bpf_ktime_get_ns) just before it says the probe watches.
+struct fd_tl_key {
+    u32 reason;
+    u32 index;
+};
+struct fd_ftl_key {
+    struct fd_key flow;
+    u64 index;
+};
+BPF_ARRAY(fd_t0, u64, 1);
+BPF_HASH(fd_tl, struct fd_tl_key, u64, FD_MAP_KEYS_MAX);
+BPF_HASH(fd_ftl, struct fd_ftl_key, u64, FD_MAP_KEYS_MAX);
+
+// Per flow only for drops with a socket: a storm of new flows without one (SYNs to a closed
+// port) would fill fd_ftl and cost every drop a failed insert.
+static inline void fd_count_interval(struct fd_key *key, int with_socket)
+{
+    int first = 0;
+    u64 zero = 0, index = 0, now = bpf_ktime_get_ns();
+    u64 *t0 = fd_t0.lookup(&first);
+    if (t0 && *t0 && now > *t0)
+        index = (now - *t0) / FD_INTERVAL_NS;
+    struct fd_tl_key tk = {};
+    tk.reason = key->reason;
+    tk.index = index;
+    u64 *n = fd_tl.lookup(&tk);
+    if (!n) {
+        fd_tl.update(&tk, &zero);  // refused when the map is full: the parser says so
+        n = fd_tl.lookup(&tk);
+    }
+    if (n)
+        __sync_fetch_and_add(n, 1);
+    if (!with_socket)
+        return;
+    struct fd_ftl_key fk = {};
+    __builtin_memcpy(&fk.flow, key, sizeof(fk.flow));
+    fk.index = index;
+    n = fd_ftl.lookup(&fk);
+    if (!n) {
+        fd_ftl.update(&fk, &zero);
+        n = fd_ftl.lookup(&fk);
+    }
+    if (n)
+        __sync_fetch_and_add(n, 1);
+}
 
 static inline int fd_port_ok(struct fd_key *key)
 {
     return FD_PORT == 0 || key->lport == FD_PORT || key->rport == FD_PORT;
 }
 
-static inline void fd_count(struct fd_key *key)
+static inline void fd_count(struct fd_key *key, int with_socket)
 {
     u64 zero = 0;
     u32 reason = key->reason;
@@ -102,6 +149,7 @@ static inline void fd_count(struct fd_key *key)
         if (lost)
             __sync_fetch_and_add(lost, 1);
     }
+    fd_count_interval(key, with_socket);
 }
 
 static inline u64 fd_sock_ns(struct sock *sk)
@@ -236,7 +284,7 @@ TRACEPOINT_PROBE(skb, kfree_skb)
         fd_from_sock(&key, sk);
         if (!fd_port_ok(&key))
             return 0;
-        fd_count(&key);
+        fd_count(&key, 1);
         if (key.reason == FD_SOCKET_BACKLOG) {
             fd_record_state(&key, sk);
             fd_record_window(&key, sk, (struct sk_buff *)args->skbaddr);
@@ -255,7 +303,7 @@ TRACEPOINT_PROBE(skb, kfree_skb)
     key.ns = ns;
     if (!fd_from_headers(&key, skb, protocol) || !fd_port_ok(&key))
         return 0;
-    fd_count(&key);
+    fd_count(&key, 0);
     return 0;
 }
 #endif
@@ -295,7 +343,7 @@ int kretprobe__tcp_add_backlog(struct pt_regs *ctx)
     fd_from_sock(&key, sk);
     if (!fd_port_ok(&key))
         return 0;
-    fd_count(&key);
+    fd_count(&key, 1);
     fd_record_state(&key, sk);
     if (skb)
         fd_record_window(&key, sk, skb);

@@ -5,8 +5,11 @@
 # Output (see fleetdiag/tracers/records.py): "total REASON N", "flow NETNS LADDR LPORT
 # RADDR RPORT REASON DROPS RCVBUF SNDBUF USERLOCKS BACKLOG_MAX RMEM_MAX QUEUE_MAX", "overflow N",
 # "window NETNS LADDR LPORT RADDR RPORT REASON RCV_WND CLAMP SSTHRESH RATIO LEN_MAX LEN_SUM TRUE_MAX TRUE_SUM".
+# and the timeline: "timed", "timeline REASON INDEX N", "flowtl NETNS LADDR LPORT RADDR RPORT REASON INDEX N".
 from __future__ import print_function
 
+import ctypes
+import ctypes.util
 import signal
 import socket
 import sys
@@ -48,6 +51,40 @@ def report(bpf):
                                            w.len_max, w.len_sum, w.truesize_max, w.truesize_sum)]))
     for value in bpf["fd_overflow"].values():
         print("overflow %d" % value.value)
+    try:
+        timeline, flow_timeline = bpf["fd_tl"], bpf["fd_ftl"]
+    except KeyError:  # a program without the timeline's maps
+        return
+    print("timed")
+    for key, value in timeline.items():
+        print("timeline %d %d %d" % (key.reason, key.index, value.value))
+    for key, value in flow_timeline.items():
+        flow = key.flow
+        print(" ".join(["flowtl", "%d" % flow.ns, address(flow.family, flow.laddr), "%d" % flow.lport,
+                        address(flow.family, flow.raddr), "%d" % flow.rport, "%d" % flow.reason,
+                        "%d" % key.index, "%d" % value.value]))
+
+
+class Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def monotonic_ns():
+    """CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns (python2 has no time.monotonic_ns)."""
+    for name in (ctypes.util.find_library("c"), ctypes.util.find_library("rt")):
+        try:
+            clock_gettime = ctypes.CDLL(name, use_errno=True).clock_gettime
+        except (OSError, AttributeError, TypeError):
+            continue
+        now = Timespec()
+        if clock_gettime(1, ctypes.byref(now)) == 0:  # 1: CLOCK_MONOTONIC
+            return now.tv_sec * 1000000000 + now.tv_nsec
+    return 0  # no clock: every drop lands in interval 0, and the timeline says where they all went
+
+
+def start_timeline(bpf):
+    table = bpf["fd_t0"]
+    table[table.Key(0)] = table.Leaf(monotonic_ns())
 
 
 def main():
@@ -56,6 +93,7 @@ def main():
         bpf = BPF(text=source.read())
     # `timeout -s INT` ends the window early; the maps are still printed.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    start_timeline(bpf)
     print("@@attached")
     sys.stdout.flush()
     try:

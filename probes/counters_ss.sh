@@ -13,6 +13,10 @@ set -u
 duration=@@DURATION@@
 interval=@@INTERVAL@@
 port=@@PORT@@
+# The timeline: the TcpExt counters are read at the end of every STEP s interval of the window,
+# and ss runs every EVERY-th of them (interval = step * every).
+step=@@TL_INTERVAL@@
+every=@@SS_EVERY@@
 
 # Each family costs ss a walk of the kernel's whole TCP hash table (about 1 ms here): skip
 # IPv6's when this namespace has no IPv6 TCP socket (sockstat6, read with a builtin).
@@ -27,6 +31,14 @@ sample() {
   families
   if [ "$port" -eq 0 ]; then ss $fam -tanm; else ss $fam -tanm "( sport = :$port or dport = :$port )"; fi
   echo "@@sample"
+}
+
+# The TcpExt counters at the end of interval $1 (builtins only: this runs every second).
+tcpext() {
+  echo "@@tcpext $1"
+  while IFS= read -r line; do
+    case $line in TcpExt:*) echo "$line" ;; esac
+  done 2>/dev/null </proc/net/netstat
 }
 
 # The host's uptime in centiseconds (a builtin read: no process per tick).
@@ -48,8 +60,10 @@ sampler() {
   sample
   # Said by the shell on the probe's own stdout (fd 3), not by awk, which may buffer its output.
   echo "@@attached" >&3
+  k=0
   while [ "$tick" -lt "$end" ]; do
-    tick=$((tick + interval * 100))
+    tick=$((tick + step * 100))
+    k=$((k + 1))
     if [ "$tick" -gt "$end" ]; then tick=$end; fi
     uptime_cs
     left=$((tick - now))
@@ -59,7 +73,8 @@ sampler() {
       cs=$((left % 100 + 100))
       sleep "$((left / 100)).${cs#1}"
     fi
-    sample
+    tcpext $((k - 1))
+    if [ $((k % every)) -eq 0 ] || [ "$tick" -ge "$end" ]; then sample; fi
   done
 }
 
@@ -99,6 +114,15 @@ aggregate() {
       samples++
     }
     function forget(key) { delete first[key]; delete last[key]; delete rmax[key]; delete blmax[key]; delete qmax[key]; delete rb[key]; delete tb[key] }
+    # The TcpExt counters at the end of an interval: only those that moved since the last (all, the first time).
+    /^@@tcpext / { tick = $2; header = 1; next }
+    /^TcpExt:/ {
+      if (header) { for (i = 2; i <= NF; i++) tname[i] = $i; header = 0; next }
+      line = ""
+      for (i = 2; i <= NF; i++) if (!(i in tlast) || tlast[i] != $i) { line = line " " tname[i] "=" $i; tlast[i] = $i }
+      if (line != "") print "tcpext " tick line
+      next
+    }
     /^@@sample$/ { end_sample(); next }
     /^State/ { next }
     /^[A-Z]/ && NF >= 5 { flush(); local = $4; peer = $5; have = 1; skmem($0); next }

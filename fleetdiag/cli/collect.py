@@ -21,7 +21,7 @@ from fleetdiag.history import ResultsStore, SweepLocked, default_results_dir
 from fleetdiag.interrupt import stop_on_signals
 from fleetdiag.live import describe
 from fleetdiag.model import HostResult, HostSpec, Sweep, Window
-from fleetdiag.render import RENDERERS, jsonl
+from fleetdiag.render import RENDERERS, jsonl, rendered
 from fleetdiag.sweep import ProgressCallback, SweepOptions, run_sweep
 
 log = logging.getLogger("fleetdiag")
@@ -75,6 +75,7 @@ class JsonlStream:
 @click.option("--follow", is_flag=True, help="Print drops on stderr as they happen, once a second per host.")
 @click.option("--tracer", type=click.Choice(tracers.CHOICES), default="auto", show_default=True, help="Force one probe backend.")
 @click.option("--prom-file", type=click.Path(dir_okay=False), help="Also write Prometheus textfile-collector metrics here (atomically).")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False), help="Also write the self-contained HTML report here (heatmap, timelines, flows, diagnosis).")
 @results_dir_option
 @click.option("--keep", type=click.IntRange(1), help="Keep only the N newest sweeps in the results dir.")
 @click.option("--fail-on-drops", type=click.IntRange(1), metavar="N", help="Exit 5 when the collected hosts dropped N or more segments in the window.")
@@ -86,6 +87,7 @@ def collect(
     follow: bool,
     tracer: str,
     prom_file: str | None,
+    html_file: str | None,
     results_dir: Path,
     keep: int | None,
     fail_on_drops: int | None,
@@ -121,10 +123,12 @@ def collect(
         if output == "jsonl":
             env.stdout.write(jsonl.line(jsonl.sweep_record(sweep)))  # the hosts' records are out already
         else:
-            env.stdout.write(RENDERERS[output](sweep))
+            env.stdout.write(rendered(output, sweep, env.sparkline_style))
         env.stdout.flush()
         if prom_file:
             _write_prom(env, sweep, prom_file)
+        if html_file:
+            _write_html(env, sweep, html_file)
     finally:
         lock.release()
     sys.exit(int(sweep_exit_status(sweep, fail_on_drops)))
@@ -163,6 +167,28 @@ def _write_prom(env: Environment, sweep: Sweep, path: str) -> None:
 
     try:
         write_prom_file(sweep, path)
+    except OSError as exc:
+        _error(env, f"could not write {path}: {exc.strerror or exc}")
+
+
+def _write_html(env: Environment, sweep: Sweep, path: str) -> None:
+    """The HTML report, written whole or not at all (a temp file renamed over PATH)."""
+    import os
+    import tempfile
+
+    target = Path(path)
+    try:
+        text = RENDERERS["html"](sweep)
+        fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=".fleetdiag-", suffix=".html")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(text)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        log.info("wrote the HTML report to %s", target)
     except OSError as exc:
         _error(env, f"could not write {path}: {exc.strerror or exc}")
 

@@ -24,6 +24,13 @@ class Environment:
         return bool(self.environ.get("NO_COLOR"))
 
     @property
+    def sparkline_style(self) -> str:
+        """Block characters when stdout is a UTF-8 terminal; plain ASCII on pipes and other locales."""
+        from fleetdiag.render.sparkline import style_for
+
+        return style_for(_isatty(self.stdout), self.environ)
+
+    @property
     def interactive(self) -> bool:
         """Progress and colour are for people: a TTY on stderr and no NO_COLOR."""
         return _isatty(self.stderr) and not self.no_color

@@ -13,7 +13,7 @@ from fleetdiag.cli.environment import Environment
 from fleetdiag.errors import FleetdiagError
 from fleetdiag.exit_status import ExitStatus
 from fleetdiag.history import ResultsStore, compare_sweeps
-from fleetdiag.render import RENDERERS
+from fleetdiag.render import RENDERERS, rendered
 from fleetdiag.render import history as history_render
 
 _SWEEP_HELP = "an id from fleetdiag history, a unique prefix of one, latest, or latest~N (N sweeps before)"
@@ -45,17 +45,28 @@ def report(sweep: str | None, output: str, results_dir: Path) -> None:
         _record, saved = store.load(sweep)
     except FleetdiagError as exc:
         _fail(env, exc)
-    env.stdout.write(RENDERERS[output](saved))
+    env.stdout.write(rendered(output, saved, env.sparkline_style))
 
 
 @click.command()
 @click.option("-n", "--last", type=click.IntRange(1), help="Only the N newest sweeps.")
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("-o", "--output", type=click.Choice(["table", "json", "html"]), default="table", show_default=True,
+              help="html: one self-contained page with the saved sweeps' drops per host and per reason over time.")
 @results_dir_option
 def history(last: int | None, output: str, results_dir: Path) -> None:
     """List saved sweeps, newest first: when, how long, hosts collected, drops, findings."""
     env = Environment()
-    records = _store(env, results_dir).records(last)
+    store = _store(env, results_dir)
+    records = store.records(last)
+    if output == "html":
+        from fleetdiag.render import trend_html
+
+        try:
+            sweeps = [store.load(r.id) for r in records]
+        except FleetdiagError as exc:
+            _fail(env, exc)
+        env.stdout.write(trend_html.render(sweeps))
+        return
     render = history_render.records_json if output == "json" else history_render.records_table
     env.stdout.write(render(records))
 

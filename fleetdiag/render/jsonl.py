@@ -14,11 +14,18 @@ from fleetdiag.diagnosis import drops_seen
 from fleetdiag.document import SCHEMA_VERSION, flow_document, format_time, host_document
 from fleetdiag.model import HostResult, Status, Sweep
 
+# The timeline stays in the JSON document and the saved sweep: records stay one short line each.
+_DOCUMENT_ONLY = ("timeline", "activity", "groups")
+
+
+def _without_timeline(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k not in _DOCUMENT_ONLY}
+
 
 def host_records(host: HostResult, port: int | None = None) -> list[dict[str, Any]]:
     """The host's record followed by one record per flow."""
-    records = [{"record": "host", **host_document(host, port)}]
-    records += [{"record": "flow", **flow_document(host, flow)} for flow in host.flows]
+    records = [{"record": "host", **_without_timeline(host_document(host, port))}]
+    records += [{"record": "flow", **_without_timeline(flow_document(host, flow))} for flow in host.flows]
     return records
 
 

@@ -14,10 +14,12 @@ from fleetdiag.diagnosis import (
     is_traced,
     reconcile,
 )
+from fleetdiag.diagnosis.fleet import fleet_events, total_series
 from fleetdiag.diagnosis.host import COMPANION_COUNTERS
 from fleetdiag.diagnosis.verdict import size as _size
 from fleetdiag.document import flow_document
 from fleetdiag.model import FlowDrop, HostResult, Status, Sweep
+from fleetdiag.render.sparkline import sparkline
 
 # Numbers stay as written: tabulate would print a kernel "5.10" as 5.1.
 _TABULATE: dict[str, Any] = {"tablefmt": "simple", "disable_numparse": True}
@@ -52,8 +54,11 @@ def coverage_cell(host: HostResult, port: int | None = None) -> str:
     return "-"
 
 
-def host_rows(sweep: Sweep) -> list[list[Any]]:
-    """host, kernel, probe, status, drops by reason, TCPBacklogDrop delta, coverage, error."""
+def host_rows(sweep: Sweep, spark: str = "ascii") -> list[list[Any]]:
+    """host, kernel, probe, status, drops by reason, TCPBacklogDrop delta, coverage, drops over time, error.
+
+    SPARK is the sparkline's characters: "unicode" (a UTF-8 terminal) or "ascii".
+    """
     port = getattr(sweep, "port", None)
     rows = []
     for host in sweep.hosts:
@@ -67,6 +72,7 @@ def host_rows(sweep: Sweep) -> list[list[Any]]:
                 _drops_by_reason(dict(host.drops)),
                 "-" if counter is None else str(counter),
                 coverage_cell(host, port),
+                sparkline(total_series(host), spark) or "-",
                 host.error or "; ".join(host.notes) or "",
             ]
         )
@@ -185,12 +191,13 @@ def _flow_verdict_lines(host: HostResult, flow: FlowDrop) -> list[str]:
     return lines
 
 
-def render(sweep: Sweep) -> str:
-    """Hosts, then (when anything dropped) flows, moving counters and the diagnosis."""
+def render(sweep: Sweep, spark: str = "ascii") -> str:
+    """Hosts, then (when anything dropped) flows, moving counters and the diagnosis (SPARK: see host_rows)."""
     parts = [
         tabulate(
-            host_rows(sweep),
-            headers=["host", "kernel", "probe", "status", "drops by reason", "TCPBacklogDrop", "traced", "error / notes"],
+            host_rows(sweep, spark),
+            headers=["host", "kernel", "probe", "status", "drops by reason", "TCPBacklogDrop", "traced", "over time",
+                     "error / notes"],  # fmt: skip
             **_TABULATE,
         )
     ]
@@ -211,7 +218,7 @@ def render(sweep: Sweep) -> str:
     counters = counter_rows(sweep)
     if counters:
         parts.append(tabulate(counters, headers=["host", *COMPANION_COUNTERS], **_TABULATE))
-    diagnosis = diagnosis_lines(sweep)
+    diagnosis = [line for v in fleet_events(sweep) for line in _verdict_lines("fleet", v)] + diagnosis_lines(sweep)
     if diagnosis:
         parts.append("Diagnosis\n" + "\n".join(diagnosis))
     interrupted = getattr(sweep, "interrupted", None)

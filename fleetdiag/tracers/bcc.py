@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from fleetdiag.model import HostFacts, ProbeReport, Verdict, Window, frozen_map
+from fleetdiag.timeline import interval_for
 from fleetdiag.tracers.base import (
     STATS_GRACE_S,
     ProbePlan,
@@ -107,6 +108,7 @@ def program(facts: HostFacts, window: Window) -> tuple[str, str]:
             "READ_KERNEL": 1 if at_least(facts, 5, 5) else 0,
             # tcp_sock.scaling_ratio came in 6.6 (dfa2f0483360).
             "SCALING_RATIO": 1 if at_least(facts, 6, 6) else 0,
+            "INTERVAL_NS": interval_for(window.duration_s) * 1_000_000_000,
         },
     )
     return probe_name(chosen), text

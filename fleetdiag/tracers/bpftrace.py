@@ -25,6 +25,7 @@ from fleetdiag.model import (
     Window,
     frozen_map,
 )
+from fleetdiag.timeline import interval_for
 from fleetdiag.tracers.base import (
     STATS_GRACE_S,
     ProbePlan,
@@ -141,6 +142,7 @@ def script(facts: HostFacts, window: Window) -> tuple[str, str]:
             "DURATION": int(window.duration_s) + STATS_GRACE_S,  # the host stops it first (plan.reads_stats)
             "PORT": int(window.port or 0),
             "BACKLOG_FROM_SOCKET": 1 if hook else 0,
+            "INTERVAL_NS": interval_for(window.duration_s) * 1_000_000_000,
         },
     )
     return probe_name(chosen), filled.lstrip("\n")
@@ -254,9 +256,30 @@ def parse(output: str, facts: HostFacts) -> ProbeReport:
     flows.sort(key=lambda f: (-f.drops, f.reason, f.laddr, f.lport, f.raddr, f.rport))
     traced_in_flows = sum(f.drops for f in flows)
     unknown_ns = sum(f.drops for f in flows if f.netns is None)
+    intervals, flow_intervals = _intervals(maps, reason_name)
     return ProbeReport(
         drops=frozen_map(dict(sorted(totals.items()))),
         flows=tuple(flows),
         flows_truncated=traced_in_flows < sum(totals.values()),
         notes=(UNKNOWN_NETNS_NOTE.format(n=unknown_ns),) if unknown_ns else (),
+        intervals=intervals,
+        flow_intervals=flow_intervals,
+        timed='"@t0"' in output,  # set in BEGIN: this script counts per interval
     )
+
+
+def _intervals(maps: dict[str, dict[str, Any]], reason_name: Any) -> tuple[Any, Any]:
+    """@tl ("reason,i") and @ftl ("netns,laddr,lport,raddr,rport,reason,i") as sparse series."""
+    per_reason: dict[str, dict[int, int]] = {}
+    for key, count in (maps.get("@tl") or {}).items():
+        reason, index = key.split(",")
+        series = per_reason.setdefault(reason_name(int(reason)), {})
+        series[int(index)] = series.get(int(index), 0) + int(count)
+    per_flow: dict[tuple[Any, ...], dict[int, int]] = {}
+    for key, count in (maps.get("@ftl") or {}).items():
+        flow, index = key.rsplit(",", 1)
+        ns, laddr, lport, raddr, rport, reason = _flow_key(flow)
+        series = per_flow.setdefault((ns, laddr, lport, raddr, rport, reason_name(reason)), {})
+        series[int(index)] = series.get(int(index), 0) + int(count)
+    return (frozen_map({r: frozen_map(s) for r, s in per_reason.items()}),
+            frozen_map({k: frozen_map(s) for k, s in per_flow.items()}))  # fmt: skip

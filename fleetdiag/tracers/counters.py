@@ -8,6 +8,8 @@ drops. Without ``ss`` only the counters remain (``Fidelity.COUNTERS``).
 
 from __future__ import annotations
 
+from typing import Mapping
+
 from fleetdiag.model import (
     Fidelity,
     HostFacts,
@@ -16,6 +18,7 @@ from fleetdiag.model import (
     Window,
     frozen_map,
 )
+from fleetdiag.timeline import interval_for
 from fleetdiag.tracers.base import ProbePlan, fill_template, probe_text
 from fleetdiag.tracers.records import parse_records
 
@@ -51,9 +54,12 @@ def plan(facts: HostFacts, window: Window) -> ProbePlan:
             command=f"sh -c 'echo @@attached; exec sleep {int(window.duration_s)}'",
             fidelity=Fidelity.COUNTERS,
         )
+    step = interval_for(window.duration_s)  # the timeline's interval: TcpExt is read at the end of each
+    every = max(1, round(sample_interval_s(window) / step))
     script = fill_template(
         probe_text("counters_ss.sh"),
-        {"DURATION": int(window.duration_s), "INTERVAL": sample_interval_s(window), "PORT": int(window.port or 0)},
+        {"DURATION": int(window.duration_s), "INTERVAL": every * step, "PORT": int(window.port or 0),
+         "TL_INTERVAL": step, "SS_EVERY": every},  # fmt: skip
     )
     return ProbePlan(
         tracer=name,
@@ -67,10 +73,28 @@ def plan(facts: HostFacts, window: Window) -> ProbePlan:
 def parse(output: str, facts: HostFacts) -> ProbeReport:
     """The sockets whose drop counter moved; the counters section carries the exact findings."""
     report = parse_records(output, facts)
+    samples = counter_samples(output)
     if "@@attached" in output and "@@window_end" in output:
         interval = _interval_from(output)
-        return ProbeReport(report.drops, report.flows, False, (SAMPLE_NOTE.format(s=interval),))
-    return ProbeReport(report.drops, report.flows, False)
+        return ProbeReport(report.drops, report.flows, False, (SAMPLE_NOTE.format(s=interval),),
+                           counter_samples=samples, timed=True)  # fmt: skip
+    return ProbeReport(report.drops, report.flows, False, counter_samples=samples, timed=bool(samples))
+
+
+def counter_samples(output: str) -> tuple[tuple[int, Mapping[str, int]], ...]:
+    """``tcpext INDEX NAME=VALUE...`` lines: the counters that moved by the end of interval INDEX."""
+    samples = []
+    for line in output.splitlines():
+        words = line.split()
+        if len(words) < 2 or words[0] != "tcpext" or not words[1].isdigit():
+            continue
+        values = {}
+        for word in words[2:]:
+            name, _, value = word.partition("=")
+            if value.lstrip("-").isdigit():
+                values[name] = int(value)
+        samples.append((int(words[1]), frozen_map(values)))
+    return tuple(samples)
 
 
 def _interval_from(output: str) -> str:

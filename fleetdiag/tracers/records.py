@@ -10,6 +10,9 @@ one record per line, space-separated, ``-`` for a value the probe could not see:
 
 A ``window`` line adds the receive window and the dropped skbs' sizes to the ``flow`` line
 with the same key (backlog drops of the tiers that see the socket).
+    timed                                    (the probe counts per interval; then, sparse:)
+    timeline <reason> <interval> <drops>
+    flowtl <netns> <laddr> <lport> <raddr> <rport> <reason> <interval> <drops>
 
 A netns of ``-`` means the host's own namespace (the probe ran inside it), ``0`` unknown.
 A reason is either the host's drop-reason number (mapped through its own table) or a
@@ -92,10 +95,24 @@ def parse_records(output: str, facts: HostFacts, aliases: Mapping[int, str] | No
     keys: list[tuple[str, ...]] = []
     windows: dict[tuple[str, ...], dict[str, int | None]] = {}
     overflow = 0
+    intervals: dict[str, dict[int, int]] = {}
+    flow_intervals: dict[tuple[object, ...], dict[int, int]] = {}
+    timed = False
     for line in output.splitlines():
         words = line.split()
         if not words:
             continue
+        if words[0] == "timed":
+            timed = True
+        elif words[0] == "timeline" and len(words) == 4 and all(_int(w) is not None for w in words[2:]):
+            series = intervals.setdefault(reason_name(words[1], facts.drop_reasons, aliases), {})
+            series[int(words[2])] = series.get(int(words[2]), 0) + int(words[3])
+        elif words[0] == "flowtl" and len(words) == 9 and all(_int(w) is not None for w in (words[3], words[5], *words[7:])):
+            ns = facts.netns if words[1] == "-" else (_int(words[1]) or None)
+            key = (ns or 0, words[2], int(words[3]), words[4], int(words[5]),
+                   reason_name(words[6], facts.drop_reasons, aliases))  # fmt: skip
+            series = flow_intervals.setdefault(key, {})
+            series[int(words[7])] = series.get(int(words[7]), 0) + int(words[8])
         if words[0] == "total" and len(words) == 3 and _int(words[2]) is not None:
             name = reason_name(words[1], facts.drop_reasons, aliases)
             totals[name] = totals.get(name, 0) + int(words[2])
@@ -116,4 +133,7 @@ def parse_records(output: str, facts: HostFacts, aliases: Mapping[int, str] | No
         drops=frozen_map(dict(sorted(totals.items()))),
         flows=tuple(flows),
         flows_truncated=overflow > 0 or sum(f.drops for f in flows) < sum(totals.values()),
+        intervals=frozen_map({r: frozen_map(s) for r, s in intervals.items()}),
+        flow_intervals=frozen_map({k: frozen_map(s) for k, s in flow_intervals.items()}),
+        timed=timed,
     )

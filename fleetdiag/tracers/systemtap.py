@@ -22,6 +22,7 @@ import base64
 
 from fleetdiag.model import HostFacts, ProbeReport, StapModule, Verdict, Window, frozen_map
 from fleetdiag.sections import split_sections
+from fleetdiag.timeline import interval_for
 from fleetdiag.tracers.base import (
     ProbePlan,
     fill_template,
@@ -150,7 +151,7 @@ def _build_files(facts: HostFacts) -> dict[str, str]:
 def module_parameters(facts: HostFacts, window: Window) -> str:
     """What differs per host and window, as staprun's module parameters (integers only)."""
     values = {"fd_want_netns": int(facts.netns or 0), "fd_want_port": int(window.port or 0),
-              "fd_duration": int(window.duration_s)}  # fmt: skip
+              "fd_duration": int(window.duration_s), "fd_interval_s": interval_for(window.duration_s)}  # fmt: skip
     return " ".join(f"{key}={value}" for key, value in values.items())
 
 

@@ -55,6 +55,16 @@ class WindowState(ctypes.Structure):
     _fields_ = [("rcv_wnd", ctypes.c_uint32), ("window_clamp", ctypes.c_uint32), ("rcv_ssthresh", ctypes.c_uint32),
                 ("scaling_ratio", ctypes.c_int32), ("len_max", ctypes.c_uint32), ("truesize_max", ctypes.c_uint32),
                 ("len_sum", ctypes.c_uint64), ("truesize_sum", ctypes.c_uint64)]  # fmt: skip
+class TlKey(ctypes.Structure):
+    """struct fd_tl_key of bcc_drops.c."""
+
+    _fields_ = [("reason", ctypes.c_uint32), ("index", ctypes.c_uint32)]
+
+
+class FtlKey(ctypes.Structure):
+    """struct fd_ftl_key of bcc_drops.c."""
+
+    _fields_ = [("flow", Key), ("index", ctypes.c_uint64)]
 
 
 class Table:
@@ -111,8 +121,13 @@ def sample_tables():
         WindowState(rcv_wnd=4096, window_clamp=65483, rcv_ssthresh=4096, scaling_ratio=-1,
                     len_max=1500, truesize_max=2304, len_sum=278 * 1500, truesize_sum=278 * 2304),
     ))  # fmt: skip
-    return {"fd_total": total, "fd_drops": drops, "fd_state": state, "fd_window": window,
-            "fd_overflow": Table((0, ctypes.c_uint64(0)))}  # fmt: skip
+    timeline = Table((TlKey(20, 3), ctypes.c_uint64(200)), (TlKey(20, 4), ctypes.c_uint64(81)), (TlKey(33, 0), ctypes.c_uint64(9)))
+    flow_timeline = Table(
+        (FtlKey(v4, 3), ctypes.c_uint64(200)), (FtlKey(v4, 4), ctypes.c_uint64(78)),
+        (FtlKey(v6, 4), ctypes.c_uint64(3)),  # `late` has no socket: no per-flow series in the kernel
+    )  # fmt: skip
+    return {"fd_total": total, "fd_drops": drops, "fd_state": state, "fd_overflow": Table((0, ctypes.c_uint64(0))),
+            "fd_window": window, "fd_tl": timeline, "fd_ftl": flow_timeline}  # fmt: skip
 
 
 def test_runner_output_is_the_recorded_fixture():
@@ -189,3 +204,20 @@ def test_runner_is_valid_source_for_both_pythons(python):
 
 def test_fixture_dir_says_what_is_recorded():
     assert "bcc-runner.stdout.txt" in (FIXTURES / "tracers" / "README.md").read_text()
+
+
+def test_runner_timeline_becomes_the_hosts_timeline():
+    # The in-kernel (reason, interval) and (flow, interval) counts, made dense and whole by the timeline.
+    from fleetdiag.timeline import host_timeline
+
+    facts = dataclasses.replace(detection("ubuntu20.04-5.4-bcc"), drop_reasons={20: "SOCKET_BACKLOG", 33: "TCP_OLD_DATA"})
+    report = bcc.parse(fixture_text("tracers/bcc-runner.stdout.txt"), facts)
+    assert report.timed and dict(report.intervals["SOCKET_BACKLOG"]) == {3: 200, 4: 81}
+    timeline, flows, notes = host_timeline(report, 6, 100.0, {}, {}, [])
+    assert timeline.drops["SOCKET_BACKLOG"] == (0, 0, 0, 200, 81, 0)
+    assert timeline.drops["TCP_OLD_DATA"] == (9, 0, 0, 0, 0, 0)
+    assert notes == ()
+    by_port = {(f.rport, f.reason): f.timeline for f in flows}
+    assert by_port[(40000, "SOCKET_BACKLOG")] == (0, 0, 0, 200, 78, 0)
+    assert by_port[(40002, "SOCKET_BACKLOG")] == (0, 0, 0, 0, 3, 0)
+    assert by_port[(40000, "TCP_OLD_DATA")] is None  # a drop without a socket: counted per reason only
