@@ -147,6 +147,11 @@ def _build_files(facts: HostFacts) -> dict[str, str]:
     return {"probe.stp": script, "points.txt": "\n".join(points), "build.sh": build}
 
 
+def build_files(facts: HostFacts) -> dict[str, str]:
+    """What compiling the module for this host takes (probe.stp, points.txt, build.sh), to compile elsewhere."""
+    return _build_files(facts)
+
+
 def module_parameters(facts: HostFacts, window: Window) -> str:
     """What differs per host and window, as staprun's module parameters (integers only)."""
     values = {"fd_want_netns": int(facts.netns or 0), "fd_want_port": int(window.port or 0),
@@ -194,7 +199,7 @@ def parse_build(output: str, facts: HostFacts, built_on: str, seconds: float) ->
         raise ValueError(sections.get("error", "").strip() or "the build printed no module")
     data = base64.b64decode(sections["module"])
     return StapModule(gzip_data=data, kernel=facts.kernel or "", tier=tier(facts) or "", built_on=built_on,
-                      build_seconds=seconds)  # fmt: skip
+                      build_seconds=seconds, build_id=facts.kernel_build_id)  # fmt: skip
 
 
 def parse(output: str, facts: HostFacts) -> ProbeReport:

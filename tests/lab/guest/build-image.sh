@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Build the lab guest: Debian 12 with Debian's 6.1 cloud kernel, its headers and debug symbols,
-# systemtap, bcc, bpftrace and sshd; a raw ext4 image for qemu plus the rootfs kept beside it
-# (the controller compiles systemtap modules in a chroot of it with `stap -r KERNEL`).
+# Build a lab guest: one Debian suite with its own cloud kernel, that kernel's headers, debug symbols
+# and source, the suite's systemtap, bcc, bpftrace and sshd; a raw ext4 image for qemu plus the rootfs
+# kept beside it (the controller compiles systemtap modules in a chroot of it with `stap -r KERNEL`).
+# One recipe for every suite: bookworm (6.1), bullseye (5.10), trixie (6.12).
 #
-# Usage (root): build-image.sh OUT_DIR KERNEL_ABI MIRROR SECURITY_MIRROR DEB_CACHE
-#   KERNEL_ABI e.g. 6.1.0-56-cloud-amd64 (the caller reads the current one from apt-cache)
+# Usage (root): build-image.sh OUT_DIR KERNEL_ABI MIRROR SECURITY_MIRROR DEB_CACHE [SUITE]
+#   KERNEL_ABI e.g. 6.1.0-56-cloud-amd64 (the caller reads the suite's current one from apt-cache)
+#   SUITE bookworm (the default), bullseye or trixie
 # Writes OUT_DIR/{rootfs/,guest.ext4,vmlinuz,initrd.img,id_ed25519{,.pub},ssh_host_ed25519_key.pub,build.env}.
 # tests/lab/guest/image.py runs this and caches OUT_DIR by a hash of this file and KERNEL_ABI.
 set -euo pipefail
@@ -14,16 +16,16 @@ if [ "${FDL_IN_MOUNT_NS:-}" != 1 ]; then
   exec env FDL_IN_MOUNT_NS=1 unshare --mount --propagation private bash "$0" "$@"
 fi
 
-OUT=$1 K=$2 MIRROR=$3 SECURITY_MIRROR=$4 DEBS=$5
+OUT=$1 K=$2 MIRROR=$3 SECURITY_MIRROR=$4 DEBS=$5 SUITE=${6:-bookworm}
 ROOT=$OUT/rootfs
 IMAGE_SIZE=8G
-SUITE=bookworm
+case $SUITE in bookworm|bullseye|trixie) ;; *) echo "build-image: unknown suite $SUITE" >&2; exit 2 ;; esac
 BASE_PACKAGES=openssh-server,iproute2,systemd-sysv,udev,kmod,dbus,procps,python3
 # Debian's source of this kernel series (linux-source-6.1): fleetdiag reads the line that counts
 # TCPBacklogDrop from it, the origin case's statement probe.
 SOURCE_SERIES=$(echo "$K" | cut -d. -f1,2)
 GUEST_PACKAGES=(
-  initramfs-tools "linux-image-$K" "linux-headers-$K" "linux-image-$K-dbg" "linux-source-$SOURCE_SERIES"
+  initramfs-tools "linux-image-$K" "linux-headers-$K" "linux-image-$K-dbg"
   systemtap systemtap-runtime bpfcc-tools python3-bpfcc bpftrace gcc make libc6-dev
 )
 # Debian's systemtap 4.8 runtime calls task_work_cancel(task, func); 6.1.19x (a stable backport) renamed
@@ -64,6 +66,12 @@ if ! in_root apt-cache show "linux-image-$K" > /dev/null 2>&1; then
   log "linux-image-$K is not on the mirror any more; the host's apt lists are stale: run apt-get update"
   exit 1
 fi
+# The source of this very kernel: linux-source-X.Y of the image's version (the security archive may
+# carry a newer one for a newer ABI than the one chosen).
+image_candidate=$(in_root apt-cache show "linux-image-$K" | sed -n 's/^Version: //p' | head -1)
+GUEST_PACKAGES+=("linux-source-$SOURCE_SERIES=$image_candidate")
+# Where systemd-networkd is a package of its own (trixie), it must be asked for.
+if in_root apt-cache show systemd-networkd > /dev/null 2>&1; then GUEST_PACKAGES+=(systemd-networkd); fi
 in_root apt-get install -y -qq --no-install-recommends "${GUEST_PACKAGES[@]}" > "$OUT/apt.log" 2>&1 \
   || { tail -30 "$OUT/apt.log" >&2; exit 1; }
 mark seconds_packages
@@ -77,8 +85,10 @@ cp "$ROOT/usr/lib/debug/boot/System.map-$K" "$ROOT/boot/System.map-$K"
 # Keep Debian's runtime untouched beside the fixed one, so the unpatched failure can be reproduced:
 # stap -R /usr/share/systemtap/runtime.debian-orig ...
 cp -a "$ROOT$STAP_RUNTIME" "$ROOT$STAP_RUNTIME.debian-orig"
-if grep -q 'task_work_cancel_func' "$ROOT/usr/src/linux-headers-$K/include/linux/task_work.h" 2>/dev/null \
-   || grep -rq 'task_work_cancel_func' "$ROOT/usr/src/linux-headers-"*-common*/include/linux/task_work.h 2>/dev/null; then
+# Only where the kernel has the new name and the suite's systemtap does not know it yet.
+if { grep -q 'task_work_cancel_func' "$ROOT/usr/src/linux-headers-$K/include/linux/task_work.h" 2>/dev/null \
+     || grep -rq 'task_work_cancel_func' "$ROOT/usr/src/linux-headers-"*-common*/include/linux/task_work.h 2>/dev/null; } \
+   && ! grep -q 'task_work_cancel_func' "$ROOT$STAP_PATCHED_FILE"; then
   # Exactly its 4 uses (typedef, #define, symbol lookup, call); comments and messages stay as they are.
   sed -i -e 's/typeof(&task_work_cancel)/typeof(\&task_work_cancel_func)/' \
     -e 's/^#define task_work_cancel (/#define task_work_cancel_func (/' \
@@ -161,6 +171,7 @@ in_root usermod -p '*' root  # no password at all: key login only
 cp "$ROOT/boot/vmlinuz-$K" "$OUT/vmlinuz"
 cp "$ROOT/boot/initrd.img-$K" "$OUT/initrd.img"
 {
+  echo "suite=$SUITE"
   echo "kernel_release=$K"
   echo "kernel_version=$(in_root dpkg-query -W -f='${Version}' "linux-image-$K")"
   echo "systemtap_version=$(in_root dpkg-query -W -f='${Version}' systemtap)"
