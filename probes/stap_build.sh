@@ -25,6 +25,10 @@ if ! stap "$@" -p4 -m fleetdiag_backlog -DMAXMAPENTRIES=@@MAXMAPENTRIES@@ -DMAXS
   if grep -q task_work_cancel stap.err; then
     echo "systemtap's runtime does not build for $release (task_work_cancel changed): update systemtap" >&2
   fi
+  # Another: 5.10.2xx stopped exporting module_mutex, which systemtap before 4.5 takes.
+  if grep -q '"module_mutex" .* undefined' stap.err; then
+    echo "systemtap's runtime does not build for $release (module_mutex is no longer exported): update systemtap" >&2
+  fi
   grep -v '^Tip: ' stap.err >&2
   exit 1
 fi

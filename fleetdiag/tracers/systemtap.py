@@ -114,7 +114,7 @@ def verdict(facts: HostFacts) -> Verdict:
         return Verdict(
             True,
             f"systemtap-runtime only ({cannot_build}): runs a module built once for {facts.kernel} "
-            "on another host of this run, or found in the controller's cache",
+            "on another host of this run, on the controller (--stap-kernel), or found in the controller's cache",
             PREBUILT_PROBE,
         )
     return Verdict(False, cannot_build)

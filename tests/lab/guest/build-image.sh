@@ -97,6 +97,17 @@ if { grep -q 'task_work_cancel_func' "$ROOT/usr/src/linux-headers-$K/include/lin
   changed=$(diff "$ROOT$STAP_RUNTIME.debian-orig/stp_task_work.c" "$ROOT$STAP_PATCHED_FILE" | grep -c '^>' || true)
   [ "$changed" = 4 ] || { log "systemtap runtime fix changed $changed lines, expected 4: recipe out of date"; exit 1; }
 fi
+# Debian 11's systemtap 4.4 cannot build any module for 5.10.2xx: a stable backport unexported
+# module_mutex, which its kprobes runtime locks around kallsyms_on_each_symbol ("modpost:
+# module_mutex undefined"). Upstream (4.5) stopped taking it there; so does this: exactly its 4 uses.
+KPROBES_FILE=$STAP_RUNTIME/linux/kprobes.c
+if grep -q '&module_mutex' "$ROOT$KPROBES_FILE" 2>/dev/null && ! grep -q STAPCONF_MODULE_MUTEX "$ROOT$KPROBES_FILE" \
+   && ! grep -q -E '[[:space:]]module_mutex[[:space:]]' "$ROOT/usr/src/linux-headers-$K/Module.symvers"; then
+  sed -i -e '/^[[:space:]]*mutex_lock(&module_mutex);$/d' -e '/^[[:space:]]*mutex_unlock(&module_mutex);$/d' "$ROOT$KPROBES_FILE"
+  changed=$(diff "$ROOT$STAP_RUNTIME.debian-orig/linux/kprobes.c" "$ROOT$KPROBES_FILE" | grep -c '^<' || true)
+  [ "$changed" = 4 ] || { log "systemtap module_mutex fix removed $changed lines, expected 4: recipe out of date"; exit 1; }
+  echo "stap_patched_kprobes=$KPROBES_FILE" >> "$OUT/build.env"
+fi
 {
   echo "stap_patched_file=$STAP_PATCHED_FILE"
   echo "stap_patched_lines=$(diff "$ROOT$STAP_RUNTIME.debian-orig/stp_task_work.c" "$ROOT$STAP_PATCHED_FILE" \
@@ -105,6 +116,8 @@ fi
 } >> "$OUT/build.env"
 diff -u --label "a$STAP_PATCHED_FILE" --label "b$STAP_PATCHED_FILE" \
   "$ROOT$STAP_RUNTIME.debian-orig/stp_task_work.c" "$ROOT$STAP_PATCHED_FILE" > "$ROOT/etc/fdl-lab-stap-runtime.patch" || true
+diff -u --label "a$KPROBES_FILE" --label "b$KPROBES_FILE" \
+  "$ROOT$STAP_RUNTIME.debian-orig/linux/kprobes.c" "$ROOT$KPROBES_FILE" >> "$ROOT/etc/fdl-lab-stap-runtime.patch" || true
 cp "$ROOT/etc/fdl-lab-stap-runtime.patch" "$OUT/stap-runtime.patch"
 
 # What a user does with linux-source: unpack it under /usr/src. Only the files fleetdiag reads are
