@@ -232,6 +232,7 @@ class StapModule:
     built_on: str  # the host that compiled it
     build_seconds: float
     built_at: str = ""  # ISO time, for modules read from the controller's cache
+    build_id: str | None = None  # GNU build id of the kernel build it was compiled against, if known
 
     @property
     def sha256(self) -> str:
@@ -248,7 +249,7 @@ class ModuleOrigin:
     """Where a host's systemtap module came from: compiled in its own window, built for the
     release on a host of this run (itself or another), or the controller's cache."""
 
-    how: str  # "compiled here", "built here", "shipped", "cache"
+    how: str  # "compiled here", "built here", "shipped", "cache", "built on controller"
     built_on: str | None = None
     sha256: str | None = None
     build_seconds: float | None = None
@@ -260,6 +261,8 @@ class ModuleOrigin:
         took = f" in {self.build_seconds:.0f} s" if self.build_seconds else ""
         if self.how == "built here":
             return f"module built on this host{took} for every host of its kernel release"
+        if self.how == "built on controller":
+            return f"module built on the controller{took} from the kernel tree given with --stap-kernel"
         if self.how == "shipped":
             return f"module built on {self.built_on}{took} and shipped (compiled once per kernel release)"
         return f"module from the controller's cache (built on {self.built_on})"
@@ -326,6 +329,7 @@ class HostFacts:
     bcc_version: str | None = None
     tools: frozenset[str] = frozenset()  # ss, bpftool, timeout...
     tcp_buffers: Mapping[str, tuple[int, ...]] = field(default_factory=frozen_map)  # facts/buffers.py
+    kernel_build_id: str | None = None  # GNU build id of the running kernel (/sys/kernel/notes), hex
 
     @property
     def examined_all(self) -> bool:

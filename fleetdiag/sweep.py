@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,8 +20,9 @@ from fleetdiag.collector import DETECTION_TIMEOUT_S, check_host, collect_host
 from fleetdiag.errors import HostError, UnreachableError
 from fleetdiag.interrupt import StopRequest
 from fleetdiag.live import LiveCallback
-from fleetdiag.model import HostCheck, HostResult, HostSpec, Status, Sweep, Window
+from fleetdiag.model import HostCheck, HostResult, HostSpec, Status, Sweep, Window, frozen_map
 from fleetdiag.module_builds import ModuleBuilds, ModuleCache, default_cache_dir
+from fleetdiag.stap_controller_build import KernelTree
 from fleetdiag.transport import SshOptions, Transport, open_transport
 from fleetdiag.window_gate import WindowGate
 
@@ -52,6 +53,7 @@ class SweepOptions:
     stop_grace_s: float = STOP_GRACE_S
     live: LiveCallback | None = None  # --follow: each host's drops once a second, from worker threads
     module_cache: Path | None = None  # where systemtap modules are kept between runs; None: the default
+    stap_kernels: Mapping[str, KernelTree] = field(default_factory=frozen_map)  # --stap-kernel: built here
 
     def gate_timeout(self) -> float:
         """Connect, authenticate and detect on a slow host, at most."""
@@ -150,7 +152,7 @@ def run_sweep(
     runs = [_HostRun(spec) for spec in hosts]
     forks = max(1, options.forks)
     # One systemtap build per kernel release for the whole sweep, kept for the next one.
-    modules = ModuleBuilds(ModuleCache(options.module_cache or default_cache_dir()))
+    modules = ModuleBuilds(ModuleCache(options.module_cache or default_cache_dir()), trees=dict(options.stap_kernels))
     for first in range(0, len(runs), forks):
         if stop.requested.is_set():
             break

@@ -20,8 +20,9 @@ from fleetdiag.exit_status import ExitStatus, sweep_exit_status
 from fleetdiag.history import ResultsStore, SweepLocked, default_results_dir
 from fleetdiag.interrupt import stop_on_signals
 from fleetdiag.live import describe
-from fleetdiag.model import HostResult, HostSpec, Sweep, Window
+from fleetdiag.model import HostResult, HostSpec, Sweep, Window, frozen_map
 from fleetdiag.render import RENDERERS, jsonl, rendered
+from fleetdiag.stap_controller_build import parse_stap_kernels
 from fleetdiag.sweep import ProgressCallback, SweepOptions, run_sweep
 
 log = logging.getLogger("fleetdiag")
@@ -79,6 +80,7 @@ class JsonlStream:
 @results_dir_option
 @click.option("--keep", type=click.IntRange(1), help="Keep only the N newest sweeps in the results dir.")
 @click.option("--fail-on-drops", type=click.IntRange(1), metavar="N", help="Exit 5 when the collected hosts dropped N or more segments in the window.")
+@click.option("--stap-kernel", "stap_kernels", multiple=True, metavar="RELEASE=DIR", help="Build systemtap modules for kernel RELEASE on this machine from DIR (a kernel build tree, or a root filesystem of that release with stap, headers and debug symbols): its hosts need only systemtap-runtime. Repeatable.")
 def collect(
     hosts: HostArgs,
     duration: int,
@@ -91,6 +93,7 @@ def collect(
     results_dir: Path,
     keep: int | None,
     fail_on_drops: int | None,
+    stap_kernels: tuple[str, ...],
 ) -> None:
     """Watch every host for DURATION seconds and report TCP drops per host and per flow, with verdicts.
 
@@ -102,6 +105,7 @@ def collect(
     env = Environment()
     try:
         chosen = hosts.select(env)
+        trees = parse_stap_kernels(stap_kernels)
         store = ResultsStore.open(results_dir)
     except FleetdiagError as exc:
         exit_usage(env, exc)
@@ -116,6 +120,7 @@ def collect(
         forks=hosts.forks,
         tracer=tracer,
         ssh=hosts.ssh(),
+        stap_kernels=frozen_map(trees),
     )
     try:
         sweep = _run(env, chosen, options, output)

@@ -10,6 +10,7 @@ from fleetdiag.facts.base import Fact
 from fleetdiag.facts.buffers import TCP_BUFFERS
 from fleetdiag.facts.host import KERNEL, NETNS, OS_RELEASE, SUDO, UID
 from fleetdiag.facts.kernel import (
+    BUILD_ID,
     DEBUGINFO,
     FENTRY,
     KALLSYMS,
@@ -41,7 +42,7 @@ CORE_FACTS: tuple[Fact, ...] = (
 # ~100-250 ms of host CPU (kallsyms scan, BTF dump, stap -V, python imports).
 DEEP_FACTS: tuple[Fact, ...] = (
     MODULES, LOCKDOWN, SECURE_BOOT, KALLSYMS, TCP_ADD_BACKLOG_BTF, FENTRY, KERNEL_HEADERS, DEBUGINFO,
-    BACKLOGDROP_SOURCE, SYSTEMTAP, BCC,
+    BACKLOGDROP_SOURCE, SYSTEMTAP, BCC, BUILD_ID,
 )  # fmt: skip
 FACTS: tuple[Fact, ...] = CORE_FACTS + DEEP_FACTS
 
@@ -132,6 +133,7 @@ def parse_facts(output: str) -> HostFacts:
         fentry_tcp_add_backlog=values["fentry_tcp_add_backlog"],
         kernel_headers=values["kernel_headers"],
         debuginfo=values["debuginfo"],
+        kernel_build_id=values["kernel_build_id"],
         kernel_source=source.root,
         backlogdrop_lines=source.lines,
         stap_version=stap.version,

@@ -77,6 +77,42 @@ done
 """
 
 
+# The running kernel's GNU build id, from its ELF notes (world-readable): a rebuilt kernel of the
+# same release has another one, so a systemtap module cached for the release is keyed by it too.
+BUILD_ID_COMMAND = "od -An -v -tx1 /sys/kernel/notes"
+
+_NT_GNU_BUILD_ID = 3
+
+
+def parse_build_id(out: str) -> str | None:
+    """The GNU build id (hex) among the ELF notes that ``od -An -v -tx1`` printed, or None.
+
+    >>> note = "04 00 00 00 02 00 00 00 03 00 00 00 47 4e 55 00 ab cd 00 00"
+    >>> parse_build_id(note)
+    'abcd'
+    """
+    try:
+        data = bytes(int(word, 16) for word in out.split())
+    except ValueError:
+        return None
+    return build_id_from_notes(data)
+
+
+def build_id_from_notes(data: bytes) -> str | None:
+    """The GNU build id in a block of ELF notes (little-endian, 4-byte aligned), or None."""
+    offset = 0
+    while offset + 12 <= len(data):
+        namesz, descsz, kind = (int.from_bytes(data[offset + i : offset + i + 4], "little") for i in (0, 4, 8))
+        name_at = offset + 12
+        desc_at = name_at + (namesz + 3) // 4 * 4
+        if desc_at + descsz > len(data):
+            return None
+        if kind == _NT_GNU_BUILD_ID and data[name_at : name_at + namesz].rstrip(b"\0") == b"GNU" and descsz:
+            return data[desc_at : desc_at + descsz].hex()
+        offset = desc_at + (descsz + 3) // 4 * 4
+    return None
+
+
 def _word(out: str) -> str | None:
     words = out.split()
     return words[0] if words else None
@@ -164,3 +200,4 @@ TCP_ADD_BACKLOG_BTF = Fact("tcp_add_backlog_btf", TCP_ADD_BACKLOG_BTF_COMMAND, p
 FENTRY = Fact("fentry_tcp_add_backlog", FENTRY_COMMAND, parse_yes_no_unknown)
 KERNEL_HEADERS = Fact("kernel_headers", HEADERS_COMMAND, parse_headers)
 DEBUGINFO = Fact("debuginfo", DEBUGINFO_COMMAND, parse_path)
+BUILD_ID = Fact("kernel_build_id", BUILD_ID_COMMAND, parse_build_id)

@@ -115,7 +115,7 @@ def verdict(facts: HostFacts) -> Verdict:
         return Verdict(
             True,
             f"systemtap-runtime only ({cannot_build}): runs a module built once for {facts.kernel} "
-            "on another host of this run, or found in the controller's cache",
+            "on another host of this run, on the controller (--stap-kernel), or found in the controller's cache",
             PREBUILT_PROBE,
         )
     return Verdict(False, cannot_build)
@@ -146,6 +146,11 @@ def _build_files(facts: HostFacts) -> dict[str, str]:
     script = fill_template(insert_blocks(probe_text("stap_backlog.stp"), {"PROBES": block}), {"MAP_KEYS_MAX": MAP_KEYS_MAX})
     build = fill_template(probe_text("stap_build.sh"), {"MAXMAPENTRIES": MAP_KEYS_MAX + 64})
     return {"probe.stp": script, "points.txt": "\n".join(points), "build.sh": build}
+
+
+def build_files(facts: HostFacts) -> dict[str, str]:
+    """What compiling the module for this host takes (probe.stp, points.txt, build.sh), to compile elsewhere."""
+    return _build_files(facts)
 
 
 def module_parameters(facts: HostFacts, window: Window) -> str:
@@ -195,7 +200,7 @@ def parse_build(output: str, facts: HostFacts, built_on: str, seconds: float) ->
         raise ValueError(sections.get("error", "").strip() or "the build printed no module")
     data = base64.b64decode(sections["module"])
     return StapModule(gzip_data=data, kernel=facts.kernel or "", tier=tier(facts) or "", built_on=built_on,
-                      build_seconds=seconds)  # fmt: skip
+                      build_seconds=seconds, build_id=facts.kernel_build_id)  # fmt: skip
 
 
 def parse(output: str, facts: HostFacts) -> ProbeReport:

@@ -39,7 +39,7 @@ class BuildHost:
         self.started, self.release = started, release
 
     def run(self, script: str, timeout: float, on_line=None) -> CommandResult:
-        assert "stap -p4 -m fleetdiag_backlog" in script
+        assert "-p4 -m fleetdiag_backlog" in script
         self.builds += 1
         if self.started is not None:
             self.started.set()

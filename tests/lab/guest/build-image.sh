@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Build the lab guest: Debian 12 with Debian's 6.1 cloud kernel, its headers and debug symbols,
-# systemtap, bcc, bpftrace and sshd; a raw ext4 image for qemu plus the rootfs kept beside it
-# (the controller compiles systemtap modules in a chroot of it with `stap -r KERNEL`).
+# Build a lab guest: one Debian suite with its own cloud kernel, that kernel's headers, debug symbols
+# and source, the suite's systemtap, bcc, bpftrace and sshd; a raw ext4 image for qemu plus the rootfs
+# kept beside it (the controller compiles systemtap modules in a chroot of it with `stap -r KERNEL`).
+# One recipe for every suite: bookworm (6.1), bullseye (5.10), trixie (6.12).
 #
-# Usage (root): build-image.sh OUT_DIR KERNEL_ABI MIRROR SECURITY_MIRROR DEB_CACHE
-#   KERNEL_ABI e.g. 6.1.0-56-cloud-amd64 (the caller reads the current one from apt-cache)
+# Usage (root): build-image.sh OUT_DIR KERNEL_ABI MIRROR SECURITY_MIRROR DEB_CACHE [SUITE]
+#   KERNEL_ABI e.g. 6.1.0-56-cloud-amd64 (the caller reads the suite's current one from apt-cache)
+#   SUITE bookworm (the default), bullseye or trixie
 # Writes OUT_DIR/{rootfs/,guest.ext4,vmlinuz,initrd.img,id_ed25519{,.pub},ssh_host_ed25519_key.pub,build.env}.
 # tests/lab/guest/image.py runs this and caches OUT_DIR by a hash of this file and KERNEL_ABI.
 set -euo pipefail
@@ -14,16 +16,16 @@ if [ "${FDL_IN_MOUNT_NS:-}" != 1 ]; then
   exec env FDL_IN_MOUNT_NS=1 unshare --mount --propagation private bash "$0" "$@"
 fi
 
-OUT=$1 K=$2 MIRROR=$3 SECURITY_MIRROR=$4 DEBS=$5
+OUT=$1 K=$2 MIRROR=$3 SECURITY_MIRROR=$4 DEBS=$5 SUITE=${6:-bookworm}
 ROOT=$OUT/rootfs
 IMAGE_SIZE=8G
-SUITE=bookworm
+case $SUITE in bookworm|bullseye|trixie) ;; *) echo "build-image: unknown suite $SUITE" >&2; exit 2 ;; esac
 BASE_PACKAGES=openssh-server,iproute2,systemd-sysv,udev,kmod,dbus,procps,python3
 # Debian's source of this kernel series (linux-source-6.1): fleetdiag reads the line that counts
 # TCPBacklogDrop from it, the origin case's statement probe.
 SOURCE_SERIES=$(echo "$K" | cut -d. -f1,2)
 GUEST_PACKAGES=(
-  initramfs-tools "linux-image-$K" "linux-headers-$K" "linux-image-$K-dbg" "linux-source-$SOURCE_SERIES"
+  initramfs-tools "linux-image-$K" "linux-headers-$K" "linux-image-$K-dbg"
   systemtap systemtap-runtime bpfcc-tools python3-bpfcc bpftrace gcc make libc6-dev
 )
 # Debian's systemtap 4.8 runtime calls task_work_cancel(task, func); 6.1.19x (a stable backport) renamed
@@ -64,6 +66,12 @@ if ! in_root apt-cache show "linux-image-$K" > /dev/null 2>&1; then
   log "linux-image-$K is not on the mirror any more; the host's apt lists are stale: run apt-get update"
   exit 1
 fi
+# The source of this very kernel: linux-source-X.Y of the image's version (the security archive may
+# carry a newer one for a newer ABI than the one chosen).
+image_candidate=$(in_root apt-cache show "linux-image-$K" | sed -n 's/^Version: //p' | head -1)
+GUEST_PACKAGES+=("linux-source-$SOURCE_SERIES=$image_candidate")
+# Where systemd-networkd is a package of its own (trixie), it must be asked for.
+if in_root apt-cache show systemd-networkd > /dev/null 2>&1; then GUEST_PACKAGES+=(systemd-networkd); fi
 in_root apt-get install -y -qq --no-install-recommends "${GUEST_PACKAGES[@]}" > "$OUT/apt.log" 2>&1 \
   || { tail -30 "$OUT/apt.log" >&2; exit 1; }
 mark seconds_packages
@@ -77,8 +85,10 @@ cp "$ROOT/usr/lib/debug/boot/System.map-$K" "$ROOT/boot/System.map-$K"
 # Keep Debian's runtime untouched beside the fixed one, so the unpatched failure can be reproduced:
 # stap -R /usr/share/systemtap/runtime.debian-orig ...
 cp -a "$ROOT$STAP_RUNTIME" "$ROOT$STAP_RUNTIME.debian-orig"
-if grep -q 'task_work_cancel_func' "$ROOT/usr/src/linux-headers-$K/include/linux/task_work.h" 2>/dev/null \
-   || grep -rq 'task_work_cancel_func' "$ROOT/usr/src/linux-headers-"*-common*/include/linux/task_work.h 2>/dev/null; then
+# Only where the kernel has the new name and the suite's systemtap does not know it yet.
+if { grep -q 'task_work_cancel_func' "$ROOT/usr/src/linux-headers-$K/include/linux/task_work.h" 2>/dev/null \
+     || grep -rq 'task_work_cancel_func' "$ROOT/usr/src/linux-headers-"*-common*/include/linux/task_work.h 2>/dev/null; } \
+   && ! grep -q 'task_work_cancel_func' "$ROOT$STAP_PATCHED_FILE"; then
   # Exactly its 4 uses (typedef, #define, symbol lookup, call); comments and messages stay as they are.
   sed -i -e 's/typeof(&task_work_cancel)/typeof(\&task_work_cancel_func)/' \
     -e 's/^#define task_work_cancel (/#define task_work_cancel_func (/' \
@@ -86,6 +96,17 @@ if grep -q 'task_work_cancel_func' "$ROOT/usr/src/linux-headers-$K/include/linux
     -e 's/= task_work_cancel(task, func)/= task_work_cancel_func(task, func)/' "$ROOT$STAP_PATCHED_FILE"
   changed=$(diff "$ROOT$STAP_RUNTIME.debian-orig/stp_task_work.c" "$ROOT$STAP_PATCHED_FILE" | grep -c '^>' || true)
   [ "$changed" = 4 ] || { log "systemtap runtime fix changed $changed lines, expected 4: recipe out of date"; exit 1; }
+fi
+# Debian 11's systemtap 4.4 cannot build any module for 5.10.2xx: a stable backport unexported
+# module_mutex, which its kprobes runtime locks around kallsyms_on_each_symbol ("modpost:
+# module_mutex undefined"). Upstream (4.5) stopped taking it there; so does this: exactly its 4 uses.
+KPROBES_FILE=$STAP_RUNTIME/linux/kprobes.c
+if grep -q '&module_mutex' "$ROOT$KPROBES_FILE" 2>/dev/null && ! grep -q STAPCONF_MODULE_MUTEX "$ROOT$KPROBES_FILE" \
+   && ! grep -q -E '[[:space:]]module_mutex[[:space:]]' "$ROOT/usr/src/linux-headers-$K/Module.symvers"; then
+  sed -i -e '/^[[:space:]]*mutex_lock(&module_mutex);$/d' -e '/^[[:space:]]*mutex_unlock(&module_mutex);$/d' "$ROOT$KPROBES_FILE"
+  changed=$(diff "$ROOT$STAP_RUNTIME.debian-orig/linux/kprobes.c" "$ROOT$KPROBES_FILE" | grep -c '^<' || true)
+  [ "$changed" = 4 ] || { log "systemtap module_mutex fix removed $changed lines, expected 4: recipe out of date"; exit 1; }
+  echo "stap_patched_kprobes=$KPROBES_FILE" >> "$OUT/build.env"
 fi
 {
   echo "stap_patched_file=$STAP_PATCHED_FILE"
@@ -95,6 +116,8 @@ fi
 } >> "$OUT/build.env"
 diff -u --label "a$STAP_PATCHED_FILE" --label "b$STAP_PATCHED_FILE" \
   "$ROOT$STAP_RUNTIME.debian-orig/stp_task_work.c" "$ROOT$STAP_PATCHED_FILE" > "$ROOT/etc/fdl-lab-stap-runtime.patch" || true
+diff -u --label "a$KPROBES_FILE" --label "b$KPROBES_FILE" \
+  "$ROOT$STAP_RUNTIME.debian-orig/linux/kprobes.c" "$ROOT$KPROBES_FILE" >> "$ROOT/etc/fdl-lab-stap-runtime.patch" || true
 cp "$ROOT/etc/fdl-lab-stap-runtime.patch" "$OUT/stap-runtime.patch"
 
 # What a user does with linux-source: unpack it under /usr/src. Only the files fleetdiag reads are
@@ -161,6 +184,7 @@ in_root usermod -p '*' root  # no password at all: key login only
 cp "$ROOT/boot/vmlinuz-$K" "$OUT/vmlinuz"
 cp "$ROOT/boot/initrd.img-$K" "$OUT/initrd.img"
 {
+  echo "suite=$SUITE"
   echo "kernel_release=$K"
   echo "kernel_version=$(in_root dpkg-query -W -f='${Version}' "linux-image-$K")"
   echo "systemtap_version=$(in_root dpkg-query -W -f='${Version}' systemtap)"

@@ -1,6 +1,7 @@
-"""The lab guest's disk image: built once by build-image.sh, cached by a hash of its recipe.
+"""The lab guests' disk images: built once per Debian suite by build-image.sh, cached by a hash of its recipe.
 
-Run `python3 -m tests.lab.guest.image` (root) to build it ahead of the tests and print where it is.
+Run `python3 -m tests.lab.guest.image [SUITE]` (root) to build one ahead of the tests and print where it
+is. SUITE is bookworm (6.1, the default), bullseye (5.10) or trixie (6.12).
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ from tests.lab.requirements import find_program
 
 BUILD_SCRIPT = Path(__file__).with_name("build-image.sh")
 CACHE_ROOT = Path(os.environ.get("FDL_LAB_CACHE", "/var/cache/fleetdiag-lab"))
-KERNEL_METAPACKAGE = "linux-image-cloud-amd64"  # depends on Debian's current 6.1 cloud kernel ABI
+KERNEL_METAPACKAGE = "linux-image-cloud-amd64"  # depends on the suite's current cloud kernel ABI
+DEFAULT_SUITE = "bookworm"
+# Each suite's kernel series: the ABI read from apt-cache must belong to it (a sanity check, not a pin).
+SUITE_KERNEL_SERIES = {"bookworm": "6.1", "bullseye": "5.10", "trixie": "6.12"}
+LISTS_MAX_AGE = 12 * 3600  # a suite's private apt lists are refreshed when older than this
 BUILD_TIMEOUT = 45 * 60  # a cold build on a slow mirror; about 5 min here
 _SOURCES_DIR = Path("/etc/apt/sources.list.d")
 _DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -81,6 +86,11 @@ class GuestImage:
         """`uname -r` in the guest, e.g. 6.1.0-56-cloud-amd64."""
         return self.facts["kernel_release"]
 
+    @property
+    def suite(self) -> str:
+        """The Debian suite the image was built from (images before suites were all bookworm)."""
+        return self.facts.get("suite", DEFAULT_SUITE)
+
 
 def missing_build_requirements() -> list[str]:
     """What stops an image build here; empty when it can run."""
@@ -91,15 +101,66 @@ def missing_build_requirements() -> list[str]:
     return missing
 
 
-def current_kernel_abi() -> str:
-    """Debian's current 6.1 cloud kernel ABI from this machine's apt lists, e.g. 6.1.0-56-cloud-amd64."""
+def check_suite(suite: str) -> str:
+    """SUITE if the lab knows how to build it; a GuestImageError naming the known ones otherwise."""
+    if suite not in SUITE_KERNEL_SERIES:
+        raise GuestImageError(f"unknown guest suite {suite!r}: use one of {', '.join(SUITE_KERNEL_SERIES)}")
+    return suite
+
+
+def suite_root(suite: str) -> Path:
+    """Where SUITE's images and .debs are cached: bookworm's at the top (as before suites), others below."""
+    return CACHE_ROOT if suite == DEFAULT_SUITE else CACHE_ROOT / suite
+
+
+def current_kernel_abi(suite: str = DEFAULT_SUITE) -> str:
+    """SUITE's current cloud kernel ABI from apt-cache, e.g. 6.1.0-56-cloud-amd64 (never pinned).
+
+    Bookworm reads this machine's own apt lists; other suites read private lists of that suite kept in
+    the cache (`apt-get update` with its own sources and lists dirs: the machine's apt is untouched),
+    without its security archive, whose kernels' debug symbols cannot be downloaded.
+    """
+    check_suite(suite)
     out = subprocess.run(
-        ["apt-cache", "depends", KERNEL_METAPACKAGE], capture_output=True, text=True, check=False
-    ).stdout
+        ["apt-cache", *_suite_apt_options(suite), "depends", KERNEL_METAPACKAGE],
+        capture_output=True, text=True, check=False,
+    ).stdout  # fmt: skip
     match = re.search(r"Depends: linux-image-(\S+-cloud-amd64)", out)
     if not match:
-        raise GuestImageError(f"apt-cache knows no {KERNEL_METAPACKAGE}; run `apt-get update` first")
-    return match.group(1)
+        what = "run `apt-get update` first" if suite == DEFAULT_SUITE else f"its lists in {suite_root(suite) / 'apt'}"
+        raise GuestImageError(f"apt-cache knows no {KERNEL_METAPACKAGE} in {suite}; {what}")
+    abi = match.group(1)
+    if not abi.startswith(SUITE_KERNEL_SERIES[suite] + "."):
+        raise GuestImageError(
+            f"{suite}'s {KERNEL_METAPACKAGE} depends on {abi}, not a {SUITE_KERNEL_SERIES[suite]} kernel"
+        )
+    return abi
+
+
+def _suite_apt_options(suite: str) -> list[str]:
+    """apt options pointing at SUITE's private sources and lists (refreshed first when stale); none for bookworm."""
+    if suite == DEFAULT_SUITE:
+        return []
+    apt = suite_root(suite) / "apt"
+    (apt / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    (apt / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    mirror, _ = debian_mirrors()
+    sources = apt / "sources.list"
+    # Not the security archive: it lists the kernels' -dbg packages but does not serve them (404), so
+    # the newest kernel with debug symbols is the one in the suite itself (its latest point release).
+    sources.write_text(f"deb {mirror} {suite} main\ndeb {mirror} {suite}-updates main\n")
+    options = [
+        "-o", f"Dir::Etc::SourceList={sources}", "-o", "Dir::Etc::SourceParts=/nonexistent",
+        "-o", f"Dir::State::Lists={apt / 'lists'}", "-o", f"Dir::Cache={apt / 'cache'}",
+    ]  # fmt: skip
+    stamp = apt / "updated"
+    if not stamp.exists() or time.time() - stamp.stat().st_mtime > LISTS_MAX_AGE:
+        result = subprocess.run(["apt-get", *options, "-qq", "update"], capture_output=True, text=True, check=False)
+        if result.returncode == 0:
+            stamp.touch()
+        elif not stamp.exists():
+            raise GuestImageError(f"apt-get update for {suite} failed: {result.stderr.strip()[-1000:]}")
+    return options
 
 
 def debian_mirrors() -> tuple[str, str]:
@@ -115,24 +176,27 @@ def debian_mirrors() -> tuple[str, str]:
     return main, security
 
 
-def recipe_hash(kernel_abi: str) -> str:
-    """16 hex digits over the build script and the kernel ABI: any change means a new image."""
+def recipe_hash(kernel_abi: str, suite: str = DEFAULT_SUITE) -> str:
+    """16 hex digits over the build script, the kernel ABI and the suite: any change means a new image."""
     digest = hashlib.sha256(BUILD_SCRIPT.read_bytes())
     digest.update(kernel_abi.encode())
+    if suite != DEFAULT_SUITE:
+        digest.update(suite.encode())
     return digest.hexdigest()[:16]
 
 
-def ensure_image(log: bool = True) -> GuestImage:
-    """The cached image for the current recipe, building it first if needed (serialised by a lock)."""
+def ensure_image(log: bool = True, suite: str = DEFAULT_SUITE) -> GuestImage:
+    """SUITE's cached image for the current recipe, building it first if needed (serialised by a lock)."""
+    check_suite(suite)
     missing = missing_build_requirements()
     if missing:
         raise GuestImageError("cannot build the lab guest image: need " + "; ".join(missing))
-    kernel_abi = current_kernel_abi()
-    image = GuestImage(CACHE_ROOT / f"guest-{recipe_hash(kernel_abi)}")
+    kernel_abi = current_kernel_abi(suite)
+    image = GuestImage(suite_root(suite) / f"guest-{recipe_hash(kernel_abi, suite)}")
     with _build_lock():
         if (image.directory / "build.env").exists() and image.disk.exists():
             return image
-        _build(image.directory, kernel_abi, log)
+        _build(image.directory, kernel_abi, suite, log)
         _drop_other_images(keep=image.directory)
     return image
 
@@ -149,12 +213,13 @@ def _build_lock() -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _build(directory: Path, kernel_abi: str, log: bool) -> None:
+def _build(directory: Path, kernel_abi: str, suite: str, log: bool) -> None:
     """Run build-image.sh into DIRECTORY.partial, then move it into place (never a half image)."""
     partial = directory.with_name(directory.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     mirror, security = debian_mirrors()
-    argv = ["bash", str(BUILD_SCRIPT), str(partial), kernel_abi, mirror, security, str(CACHE_ROOT / "debs")]
+    debs = suite_root(suite) / "debs"
+    argv = ["bash", str(BUILD_SCRIPT), str(partial), kernel_abi, mirror, security, str(debs), suite]
     started = time.monotonic()
     result = subprocess.run(
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=None if log else subprocess.PIPE,
@@ -169,16 +234,16 @@ def _build(directory: Path, kernel_abi: str, log: bool) -> None:
 
 
 def _drop_other_images(keep: Path) -> None:
-    """Remove images of older recipes (each is several GB); the .deb cache stays."""
-    for old in CACHE_ROOT.glob("guest-*"):
-        if old != keep:
+    """Remove images of older recipes of the same suite (each is several GB); the .deb cache stays."""
+    for old in keep.parent.glob("guest-*"):
+        if old != keep and old.is_dir():
             shutil.rmtree(old, ignore_errors=True)
 
 
 def main() -> int:
-    """Build (or find) the image and print its directory and facts."""
+    """Build (or find) the image of the suite named on the command line and print its directory and facts."""
     try:
-        image = ensure_image()
+        image = ensure_image(suite=sys.argv[1] if len(sys.argv) > 1 else DEFAULT_SUITE)
     except GuestImageError as exc:
         print(f"guest image: {exc}", file=sys.stderr)
         return 1
