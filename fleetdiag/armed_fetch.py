@@ -66,6 +66,8 @@ def finish(
             result = fetch_host(armed, ramp, wanted, stop=cut, abort=stop)
             if cut and result.status is Status.OK:
                 result = replace(result, notes=(*result.notes, _cut_short(result, stop)))
+            elif cut and result.error and result.error.startswith("interrupted before"):
+                result = replace(result, error=result.error.replace("interrupted", f"interrupted by {stop.reason}", 1))
         except Exception as exc:  # a bug on one host must not cost the others their results
             log.debug("unexpected error fetching %s", armed.spec.name, exc_info=True)
             result = HostResult(armed.spec.name, armed.spec.address, Status.FAILED, error=f"internal error: {exc!r}")

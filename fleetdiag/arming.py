@@ -224,7 +224,7 @@ def lost_sentence(word: str, directory: str) -> str:
         "rebooted": f"the host rebooted during its armed window: its result ({directory}) is lost",
         "gone": f"its armed window's directory {directory} is gone (removed by hand, or the pickup deadline passed): "
         "its result is lost",
-        "disarmed": "interrupted before its window started: the armed window was removed",
+        "disarmed": "interrupted before its window started (the armed window was removed)",
         "late": "its armed window had not ended when it should have: it was ended and removed, its result is lost",
         "died": "its armed window's keeper died before the window ended: its result is lost",
     }.get(word, f"its armed window's result is lost ({word})")
