@@ -68,7 +68,8 @@ def run_armed(
             progress.print(f"fleetdiag: {len(fleet.armed)} of {len(hosts)} host(s) armed for {instant}; "
                            f"collect the results with: fleetdiag fetch {sweep_id}")  # fmt: skip
             return sweep_id
-        progress.print(f"fleetdiag: {len(fleet.armed)} of {len(hosts)} host(s) armed; the window opens at {instant}")
+        progress.print(f"fleetdiag: {len(fleet.armed)} of {len(hosts)} host(s) armed; the window opens at {instant} "
+                       f"(in {max(0.0, fleet.instant - time.time()):.1f} s)")  # fmt: skip
         return finish(fleet, options.ssh, options.forks, options.tracer, stop, callback, arm.handshakes)
 
 
