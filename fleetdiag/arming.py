@@ -88,6 +88,7 @@ for fd_n in "$fd_start" "$fd_pickup" "$fd_hold"; do
 done
 if command -v setsid >/dev/null 2>&1; then fd_detach=setsid; else fd_detach=; fi
 $fd_detach nohup sh "$fd_a/keeper.sh" "$fd_a" "$fd_start" "$fd_pickup" "$fd_hold" </dev/null >/dev/null 2>&1 &
+echo $! >"$fd_a/keeper.pid" # the keeper writes it too; from here a fetch never finds it missing
 trap - EXIT
 echo "@@fleetdiag armed $fd_a"
 """
