@@ -306,9 +306,12 @@ class LabFleet:
     def _create_network(self, names: list[str]) -> None:
         """Bridge with the controller address, then one namespace and veth per host, in one `ip`."""
         netns = [f"{PREFIX}-{self.run_id}-{name}" for name in names]
+        # The veth's name in the root namespace is the namespace's where it fits in IFNAMSIZ
+        # (15 characters); past h999 it is the host's number in hex, as teardown still finds it.
+        veths = [ns if len(ns) <= 15 else f"{PREFIX}-{self.run_id}-{i:x}" for i, ns in enumerate(netns, 1)]
         commands = [f"netns add {ns}" for ns in netns]
-        commands += [f"link add {ns} type veth peer name eth0 netns {ns}" for ns in netns]
-        commands += [f"link set {ns} master {self.bridge} up" for ns in netns]
+        commands += [f"link add {veth} type veth peer name eth0 netns {ns}" for veth, ns in zip(veths, netns)]
+        commands += [f"link set {veth} master {self.bridge} up" for veth in veths]
         if len(names) > 253:
             raise_neighbour_thresholds()
         with allocation_lock():
