@@ -65,6 +65,8 @@ def host_document(host: HostResult, port: int | None = None) -> dict[str, Any]:
         # flows[] holds every flow the probe's map kept; true when it was full (or drops had no flow).
         "flows_truncated": bool(getattr(host, "flows_truncated", False)),
         "verdicts": [v.as_dict() for v in host_verdicts(host, port)],
+        "clock_offset_s": getattr(host, "clock_offset_s", None),
+        "clock_bound_s": getattr(host, "clock_bound_s", None),
         "groups": list(getattr(host, "groups", ())),
         "timeline": timeline_document(getattr(host, "timeline", None)),
         "activity": activity(host),
@@ -129,7 +131,17 @@ def sweep_document(sweep: Sweep) -> dict[str, Any]:
         "hosts": [host_document(h, port) for h in sweep.hosts],
         "flows": [flow_document(h, f) for h in sweep.hosts for f in h.flows],
         "fleet_events": [v.as_dict() for v in fleet_events(sweep)],
+        "mode": getattr(sweep, "mode", None),
+        "window_instant": getattr(sweep, "window_instant", None),
+        "window_start_spread_s": window_start_spread(sweep),
+        "phases": dict(getattr(sweep, "phases", None) or {}),
     }
+
+
+def window_start_spread(sweep: Sweep) -> float | None:
+    """Seconds between the first and the last window start of the hosts that collected (clock-corrected)."""
+    starts = [h.window_start for h in sweep.hosts if h.status is Status.OK and h.window_start is not None]
+    return round(max(starts) - min(starts), 3) if starts else None
 
 
 def format_time(moment: datetime) -> str:
@@ -212,6 +224,8 @@ class _HostIn(_In):
     tcp_buffers: dict[str, list[int]] = {}
     timeline: _TimelineIn | None = None
     groups: list[str] = []
+    clock_offset_s: float | None = None
+    clock_bound_s: float | None = None
 
 
 class _SweepIn(_In):
@@ -222,6 +236,9 @@ class _SweepIn(_In):
     interrupted: str | None = None
     hosts: list[_HostIn]
     flows: list[_FlowIn] = []
+    mode: str | None = None
+    window_instant: float | None = None
+    phases: dict[str, float] = {}
 
 
 def load_sweep(document: Mapping[str, Any], source: str = "document") -> Sweep:
@@ -248,6 +265,12 @@ def load_sweep(document: Mapping[str, Any], source: str = "document") -> Sweep:
         extra["port"] = parsed.port
     if parsed.interrupted is not None:
         extra["interrupted"] = parsed.interrupted
+    if parsed.mode is not None:
+        extra["mode"] = parsed.mode
+    if parsed.window_instant is not None:
+        extra["window_instant"] = parsed.window_instant
+    if parsed.phases:
+        extra["phases"] = frozen_map(parsed.phases)
     return Sweep(started_at=parsed.started_at, duration_s=parsed.duration_s, hosts=hosts, **extra)
 
 
@@ -277,6 +300,9 @@ def _host(doc: _HostIn, flows: tuple[FlowDrop, ...]) -> HostResult:
             frozen_map({k: tuple(v) for k, v in t.counters.items()}),
             t.intervals,
         )  # fmt: skip
+    if doc.clock_offset_s is not None:
+        extra["clock_offset_s"] = doc.clock_offset_s
+        extra["clock_bound_s"] = doc.clock_bound_s
     return HostResult(
         name=doc.name,
         address=doc.address,
