@@ -224,6 +224,8 @@ def _host_specs(
                     templar = templar or Templar(loader=loader, variables=merged)
                     value = templar.template(value)
                 understood[name] = _plain(value, decrypt=True)
+                if type(merged[name]).__name__ == "EncryptedString" and isinstance(understood[name], str):
+                    secrets.append(understood[name])  # it was vaulted: never in a message
             except Exception as exc:  # AnsibleUndefinedVariable, a template syntax error, a vault failure
                 problems.append(f"{where[name]}: {host.name}.{name}: {_one_line(exc)}")
         for name, value in understood.items():

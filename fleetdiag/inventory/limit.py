@@ -152,6 +152,9 @@ def select_with_warnings(inventory: Inventory, limit: str | None) -> Selection:
     if limit is None or not limit.strip():
         return Selection(inventory.hosts)
     patterns = split_limit(limit)  # refuses '~[' whichever reader selects
+    for pattern in patterns:
+        if pattern in ("!", "&"):  # ansible-core fails on these with a traceback
+            raise InventoryError([f"--limit: {pattern!r} needs a host or group name after {pattern!r}"])
     if inventory.selector is not None:
         # Rejoined with commas, Ansible splits it exactly so: '!2001:db8::10' stays one pattern.
         names, warnings = inventory.selector(",".join(patterns) + ("," if len(patterns) == 1 else ""))
