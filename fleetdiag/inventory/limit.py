@@ -109,7 +109,8 @@ def matching_hosts(inventory: Inventory, pattern: str) -> tuple[list[str], bool]
     for group in groups:
         names.extend(inventory.groups[group])
     if not groups or expression.startswith("~") or any(char in expression for char in _HOST_ONLY_CHARS):
-        names.extend(host.name for host in inventory.hosts if test(host.name))
+        created = inventory.creation_order or tuple(host.name for host in inventory.hosts)
+        names.extend(name for name in created if test(name))
     if not names and expression in _LOCALHOST:  # Ansible's get_host: the inventory's first localhost
         names = [host.name for host in inventory.hosts if host.name in _LOCALHOST][:1]
     names = list(dict.fromkeys(names))
