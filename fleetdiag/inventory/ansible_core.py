@@ -188,7 +188,7 @@ class _Selector:
 
         with _caught_display() as display:
             try:
-                self.manager.clear_pattern_cache()  # one limit per run, as on Ansible's command line
+                self.manager.clear_caches()  # one limit per run, as on Ansible's command line
                 self.manager.subset(limit)
                 names = [host.name for host in self.manager.get_hosts("all")]
             except AnsibleError as exc:

@@ -202,7 +202,7 @@ def _evaluate(inventory: Inventory, patterns: list[str]) -> tuple[list[str], lis
         else:
             for name in names:
                 selected.setdefault(name)
-    return list(selected), warnings
+    return list(selected), list(dict.fromkeys(warnings))  # Ansible's display says each once
 
 
 def _source(inventory: Inventory) -> str:
