@@ -4,11 +4,14 @@ Run from the repository root: ``python3 benchmarks/inventory_readers.py [HOSTS]`
 The inventory (50 groups, a group_vars/ file, ansible_host and ansible_port per host, one
 --limit) is written to a temporary directory; each reader runs 3 times in a fresh Python
 (imports counted, as a CLI run pays them) and the medians are compared with the built-in
-reader's, measured in the same run, since the machine is shared and noisy.
+reader's, measured in the same run, since the machine is shared and noisy. CPU seconds
+(user + system of the child) are printed beside the wall time: on a machine whose cores other
+work is using, they are the steadier figure.
 """
 
 from __future__ import annotations
 
+import resource
 import shutil
 import statistics
 import subprocess
@@ -41,10 +44,14 @@ def write_inventory(directory: Path, hosts: int) -> Path:
     return path
 
 
-def seconds(argv: list[str]) -> float:
+def seconds(argv: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds of one run of ``argv``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -57,11 +64,15 @@ def main() -> None:
         }
         if shutil.which("ansible-inventory"):
             runs["ansible-inventory --list"] = ["ansible-inventory", "-i", path, "--list"]
-        medians = {name: statistics.median(seconds(argv) for _ in range(RUNS)) for name, argv in runs.items()}
-    base = medians["builtin"]
+        measured = {name: [seconds(argv) for _ in range(RUNS)] for name, argv in runs.items()}
+    wall = {name: statistics.median(run[0] for run in runs_) for name, runs_ in measured.items()}
+    cpu = {name: statistics.median(run[1] for run in runs_) for name, runs_ in measured.items()}
     print(f"{hosts} hosts, median of {RUNS} runs each, imports included:")
-    for name, value in medians.items():
-        print(f"  {name:26} {value:6.2f} s  ({value / base:.1f}x the built-in reader)")
+    for name in measured:
+        print(
+            f"  {name:26} wall {wall[name]:6.2f} s ({wall[name] / wall['builtin']:.1f}x)   "
+            f"CPU {cpu[name]:6.2f} s ({cpu[name] / cpu['builtin']:.1f}x the built-in reader)"
+        )
 
 
 if __name__ == "__main__":

@@ -188,7 +188,7 @@ class _Selector:
 
         with _caught_display() as display:
             try:
-                self.manager.clear_pattern_cache()  # one limit per run, as on Ansible's command line
+                self.manager.clear_caches()  # one limit per run, as on Ansible's command line
                 self.manager.subset(limit)
                 names = [host.name for host in self.manager.get_hosts("all")]
             except AnsibleError as exc:
@@ -224,6 +224,8 @@ def _host_specs(
                     templar = templar or Templar(loader=loader, variables=merged)
                     value = templar.template(value)
                 understood[name] = _plain(value, decrypt=True)
+                if type(merged[name]).__name__ == "EncryptedString" and isinstance(understood[name], str):
+                    secrets.append(understood[name])  # it was vaulted: never in a message
             except Exception as exc:  # AnsibleUndefinedVariable, a template syntax error, a vault failure
                 problems.append(f"{where[name]}: {host.name}.{name}: {_one_line(exc)}")
         for name, value in understood.items():

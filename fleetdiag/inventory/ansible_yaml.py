@@ -108,6 +108,12 @@ def read_ansible_yaml(document: Any, from_ini: bool = False) -> InventoryDraft:
         # As Ansible: an empty inventory (or one of comments only) is read, with no host in it.
         draft.warnings.append("the inventory defines no hosts")
         return draft
+    if from_ini:  # (group, body) pairs, line by line
+        for name, body in document:
+            _read_group(draft, name, body, path=path_part(name), parent=None)
+        if not draft.hosts and not draft.problems:
+            draft.warnings.append("the inventory defines no hosts")
+        return draft
     if not isinstance(document, Mapping):
         draft.problems.append(
             f"the top level must be a mapping of groups such as 'all:', got {describe_type(document)}"

@@ -31,10 +31,25 @@ class IniDocument:
 
     groups: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    # Every header and line as (group, section, entries), in file order: Ansible applies them so.
+    lines: list[tuple[str, str | None, dict[str, Any]]] = field(default_factory=list)
+    # Groups named in a [parent:children] section before their own: parents waiting for them.
+    waiting: dict[str, list[str]] = field(default_factory=dict)
 
     def group(self, name: str) -> dict[str, dict[str, Any]]:
         """The named group's body, created on first mention."""
         return self.groups.setdefault(name, {"hosts": {}, "vars": {}, "children": {}})
+
+    def add(self, group: str, section: str | None, entries: dict[str, Any]) -> None:
+        """Record one line's entries (or, with no section, a header) in both views."""
+        body = self.group(group)
+        if section is not None:
+            for key, value in entries.items():
+                if section == "hosts" and body["hosts"].get(key):
+                    body["hosts"][key] = {**body["hosts"][key], **(value or {})} or None
+                else:
+                    body[section][key] = value
+        self.lines.append((group, section, entries))
 
 
 def parse_value(text: str) -> Any:
@@ -76,7 +91,10 @@ def read_ini(text: str) -> IniDocument:
                 pending.pop(group, None)
             elif group not in declared:
                 pending.setdefault(group, (number, f"[{group}:vars]"))
-            doc.group(group)
+            doc.add(group, None, {})
+            if state != "vars":  # as Ansible: a child named before its own section joins its parents now
+                for parent in doc.waiting.pop(group, []):
+                    doc.add(parent, "children", {group: None})
             continue
         if line.startswith("[") and not _BRACKETED_HOST.match(line):
             doc.problems.append(f"line {number}: invalid section header; write [group], [group:vars] or [group:children]")
@@ -108,10 +126,7 @@ def _read_host_line(doc: IniDocument, group: str, line: str, number: int) -> Non
             doc.problems.append(f"line {number}: expected key=value after the host name, got a word without '='")
             return
         variables[key] = parse_value(value)
-    hosts = doc.group(group)["hosts"]
-    merged = hosts.get(host) or {}
-    merged.update(variables)
-    hosts[host] = merged or None
+    doc.add(group, "hosts", {host: variables or None})
 
 
 def _read_var_line(doc: IniDocument, group: str, line: str, number: int) -> None:
@@ -119,7 +134,7 @@ def _read_var_line(doc: IniDocument, group: str, line: str, number: int) -> None
     if not sep or not key.strip():
         doc.problems.append(f"line {number}: expected key=value in [{group}:vars]")
         return
-    doc.group(group)["vars"][key.strip()] = parse_value(value.strip())
+    doc.add(group, "vars", {key.strip(): parse_value(value.strip())})
 
 
 def _read_child_line(
@@ -130,19 +145,18 @@ def _read_child_line(
         doc.problems.append(f"line {number}: expected a group name in [{group}:children]")
         return
     name = child.group(1)
-    doc.group(group)["children"][name] = None
-    doc.group(name)
+    if name in doc.groups or name in ("all", "ungrouped"):
+        doc.add(group, "children", {name: None})
+    else:
+        doc.waiting.setdefault(name, []).append(group)
     if name not in declared:
         pending.setdefault(name, (number, f"[{group}:children]"))
 
 
-def as_yaml_document(doc: IniDocument) -> dict[str, Any]:
-    """The groups in the shape the YAML walker reads (empty sections left out)."""
-    document: dict[str, Any] = {}
-    for name, body in doc.groups.items():
-        # Hosts before any section go to 'ungrouped', as Ansible's INI plugin puts them.
-        sections = document.setdefault(name, {})
-        for key, value in body.items():
-            if value:
-                sections.setdefault(key, {}).update(value)
-    return {name: sections or None for name, sections in document.items()}
+def as_yaml_document(doc: IniDocument) -> list[tuple[str, Any]]:
+    """The lines as (group, body) pairs in file order, the shape the YAML walker reads one at a time.
+
+    Hosts before any section go to 'ungrouped', as Ansible's INI plugin puts them; a host's
+    variables from a later line override an earlier line's, whichever groups they are under.
+    """
+    return [(group, {section: entries} if section else None) for group, section, entries in doc.lines]

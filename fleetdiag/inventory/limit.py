@@ -109,7 +109,8 @@ def matching_hosts(inventory: Inventory, pattern: str) -> tuple[list[str], bool]
     for group in groups:
         names.extend(inventory.groups[group])
     if not groups or expression.startswith("~") or any(char in expression for char in _HOST_ONLY_CHARS):
-        names.extend(host.name for host in inventory.hosts if test(host.name))
+        created = inventory.creation_order or tuple(host.name for host in inventory.hosts)
+        names.extend(name for name in created if test(name))
     if not names and expression in _LOCALHOST:  # Ansible's get_host: the inventory's first localhost
         names = [host.name for host in inventory.hosts if host.name in _LOCALHOST][:1]
     names = list(dict.fromkeys(names))
@@ -152,6 +153,9 @@ def select_with_warnings(inventory: Inventory, limit: str | None) -> Selection:
     if limit is None or not limit.strip():
         return Selection(inventory.hosts)
     patterns = split_limit(limit)  # refuses '~[' whichever reader selects
+    for pattern in patterns:
+        if pattern in ("!", "&"):  # ansible-core fails on these with a traceback
+            raise InventoryError([f"--limit: {pattern!r} needs a host or group name after {pattern!r}"])
     if inventory.selector is not None:
         # Rejoined with commas, Ansible splits it exactly so: '!2001:db8::10' stays one pattern.
         names, warnings = inventory.selector(",".join(patterns) + ("," if len(patterns) == 1 else ""))
@@ -198,7 +202,7 @@ def _evaluate(inventory: Inventory, patterns: list[str]) -> tuple[list[str], lis
         else:
             for name in names:
                 selected.setdefault(name)
-    return list(selected), warnings
+    return list(selected), list(dict.fromkeys(warnings))  # Ansible's display says each once
 
 
 def _source(inventory: Inventory) -> str:

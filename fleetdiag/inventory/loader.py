@@ -37,6 +37,8 @@ class Inventory:
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=frozen_map)
     warnings: tuple[str, ...] = ()  # odd but usable: duplicate keys, ignored passwords
     # Set when ansible-core read the inventory: --limit -> (selected names, warnings), as Ansible selects.
+    # Host names in the order first written: Ansible matches host globs in this order, not 'all''s.
+    creation_order: tuple[str, ...] = ()
     selector: Callable[[str], tuple[list[str], list[str]]] | None = field(default=None, compare=False, repr=False)
 
 
@@ -60,7 +62,9 @@ def load_inventory(path: str | Path) -> Inventory:
         lines = [f"{shown}: {problem}" for problem in draft.problems]
         raise InventoryError(redact(lines, draft.secrets), hint=ANSIBLE_READER_ADVICE)
     warnings += tuple(f"{shown}: {warning}" for warning in draft.warnings)
-    return Inventory(path=inventory_path, hosts=hosts, groups=groups, warnings=warnings)
+    return Inventory(
+        path=inventory_path, hosts=hosts, groups=groups, warnings=warnings, creation_order=tuple(draft.hosts)
+    )
 
 
 _INVALID_GROUP_CHARS = re.compile(r"^[\d\W]|[^\w]")  # Ansible's INVALID_VARIABLE_NAMES

@@ -22,6 +22,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from fleetdiag.inventory.names import host_problem, login_problem, template_problem
+from fleetdiag.inventory.secret_values import VaultEncrypted
 from fleetdiag.inventory.templates import Template, is_template
 from fleetdiag.transport.ssh_args import SshArgsError, parse_ssh_args
 
@@ -208,7 +209,17 @@ def validate_vars(
     deferred = {
         name: Template(value) for name, value in understood.items() if defer_templates and is_template(value)
     }
-    given = {name: value for name, value in understood.items() if value is not None and name not in deferred}
+    vaulted = [name for name, value in understood.items() if isinstance(value, VaultEncrypted)]
+    for name in vaulted:
+        problems.append(
+            f"{path}.{name}: a vault-encrypted value; the built-in reader cannot open it: "
+            "install ansible-core and pass --vault-password-file or --ask-vault-pass"
+        )
+    given = {
+        name: value
+        for name, value in understood.items()
+        if value is not None and name not in deferred and name not in vaulted
+    }
     try:
         validated = InventoryVars.model_validate(given)
     except ValidationError as exc:
@@ -218,6 +229,8 @@ def validate_vars(
         for error in sorted(errors, key=lambda error: written_order.index(str(error["loc"][0]))):
             where = ".".join(str(part) for part in error["loc"])
             problems.append(f"{path}.{where}: {error['msg']}")
+        return {}
+    if vaulted:
         return {}
     return {name: deferred[name] if name in deferred else getattr(validated, name) for name in understood}
 

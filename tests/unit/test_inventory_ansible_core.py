@@ -157,3 +157,14 @@ def test_the_reader_is_chosen_by_what_is_installed(tmp_path: Path, monkeypatch: 
     with pytest.raises(UsageError, match="ansible-core is not installed"):
         chosen_reader("ansible")
 
+
+
+def test_the_built_in_reader_says_a_vaulted_connection_variable_needs_ansible(tmp_path: Path) -> None:
+    from fleetdiag.inventory.loader import load_inventory
+
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(vaulted(tmp_path))
+    assert caught.value.problems == [
+        f"{tmp_path / 'hosts.yaml'}: all.hosts.web01.ansible_user: a vault-encrypted value; the built-in reader "
+        "cannot open it: install ansible-core and pass --vault-password-file or --ask-vault-pass"
+    ]
