@@ -2,6 +2,7 @@
 //
 // FD_TRACEPOINT      tracepoint skb:kfree_skb with `reason` (5.18+ with SOCKET_BACKLOG)
 // FD_RX_SK           ... and with `rx_sk` (6.11+): flow and socket state from the socket
+// FD_RAW_TP          ... attached as a raw tracepoint (a recursion guard of its own), else the tracepoint
 // FD_ADD_BACKLOG     the return of tcp_add_backlog (kprobe + kretprobe, 4.9+): SOCKET_BACKLOG
 //                    with the socket's state; with FD_TRACEPOINT, kfree_skb leaves those to it
 // Everything is aggregated in the kernel; the runner prints the maps once, at the end.
@@ -17,6 +18,7 @@
 // tcp_sock.scaling_ratio came in 6.6: older kernels' headers do not have it.
 #define FD_SCALING_RATIO @@SCALING_RATIO@@
 #define FD_INTERVAL_NS @@INTERVAL_NS@@ULL
+#define FD_RAW_TP @@RAW_TP@@
 
 #include <uapi/linux/ptrace.h>
 #include <linux/skbuff.h>
@@ -261,20 +263,43 @@ static inline int fd_from_headers(struct fd_key *key, struct sk_buff *skb, u16 p
     return 1;
 }
 
-TRACEPOINT_PROBE(skb, kfree_skb)
+#if FD_RAW_TP
+// A raw tracepoint: its recursion guard is the program's own (prog->active), so a drop nested in
+// another BPF tracing program on this CPU is still seen; tracepoint programs share one guard per
+// CPU (bpf_prog_active) and are all skipped then. Its arguments: skb, location, reason, rx_sk (6.11+).
+static inline u16 fd_raw_protocol(struct sk_buff *skb)
+{
+    __be16 proto = 0;
+    fd_read(&proto, sizeof(proto), &skb->protocol);
+    return ntohs(proto);  // the tracepoint's field is in host order
+}
+#define FD_KFREE_SKB RAW_TRACEPOINT_PROBE(kfree_skb)
+#define FD_SKBADDR ctx->args[0]
+#define FD_PROTOCOL fd_raw_protocol((struct sk_buff *)ctx->args[0])
+#define FD_REASON ((u32)ctx->args[2])
+#define FD_RX_SK_ARG ctx->args[3]
+#else
+#define FD_KFREE_SKB TRACEPOINT_PROBE(skb, kfree_skb)
+#define FD_SKBADDR args->skbaddr
+#define FD_PROTOCOL args->protocol
+#define FD_REASON args->reason
+#define FD_RX_SK_ARG args->rx_sk
+#endif
+
+FD_KFREE_SKB
 {
     struct fd_key key;
     __builtin_memset(&key, 0, sizeof(key));
-    u16 protocol = args->protocol;
+    u16 protocol = FD_PROTOCOL;
     if (protocol != ETH_P_IP && protocol != ETH_P_IPV6)
         return 0;
-    key.reason = args->reason;
+    key.reason = FD_REASON;
 #if FD_ADD_BACKLOG
     if (key.reason == FD_SOCKET_BACKLOG)
         return 0;  // counted, with the socket, at the return of tcp_add_backlog
 #endif
 #if FD_RX_SK
-    struct sock *sk = (struct sock *)args->rx_sk;
+    struct sock *sk = (struct sock *)FD_RX_SK_ARG;
     if (sk) {
         if (sk->sk_protocol != IPPROTO_TCP)
             return 0;
@@ -287,12 +312,12 @@ TRACEPOINT_PROBE(skb, kfree_skb)
         fd_count(&key, 1);
         if (key.reason == FD_SOCKET_BACKLOG) {
             fd_record_state(&key, sk);
-            fd_record_window(&key, sk, (struct sk_buff *)args->skbaddr);
+            fd_record_window(&key, sk, (struct sk_buff *)FD_SKBADDR);
         }
         return 0;
     }
 #endif
-    struct sk_buff *skb = (struct sk_buff *)args->skbaddr;
+    struct sk_buff *skb = (struct sk_buff *)FD_SKBADDR;
     struct net_device *dev = skb->dev;
     u64 ns = 0;
     if (dev)

@@ -87,8 +87,19 @@ stopper=""
 stop_at_window_end() {
   [ @@STATS@@ = 1 ] || return 0
   (
-    sleep @@STOP_AFTER@@ </dev/null >/dev/null 2>&1
-    kill -0 "$pid" 2>/dev/null || exit 0
+    # Sleeps of a second at most, so none outlives the probe by more; a TERM from the script ends one at once.
+    fd_sleep=""
+    trap 'if [ -n "$fd_sleep" ]; then kill "$fd_sleep" 2>/dev/null; fi; exit 0' TERM
+    fd_end_cs=$((start_cs + @@STOP_AFTER@@ * 100))
+    while clock && [ "$now_cs" -lt "$fd_end_cs" ]; do
+      fd_left=$((fd_end_cs - now_cs))
+      [ "$fd_left" -le 100 ] || fd_left=100
+      sleep "$((fd_left / 100)).$((fd_left % 100 / 10))$((fd_left % 10))" </dev/null >/dev/null 2>&1 &
+      fd_sleep=$!
+      wait "$fd_sleep"
+      fd_sleep=""
+      kill -0 "$pid" 2>/dev/null || exit 0
+    done
     # The tracer is the child of `timeout` ($pid).
     fd_kids=$(cat /proc/"$pid"/task/"$pid"/children 2>/dev/null) || fd_kids=""
     if [ -z "$fd_kids" ]; then

@@ -15,6 +15,7 @@ The runner prints record lines (``fleetdiag/tracers/records.py``) once, at the e
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 from fleetdiag.model import HostFacts, ProbeReport, Verdict, Window, frozen_map
@@ -56,6 +57,18 @@ def tier(facts: HostFacts) -> tuple[str, bool] | None:
     return None
 
 
+def raw_tracepoint(facts: HostFacts) -> bool:
+    """kfree_skb attaches as a raw tracepoint (per-program recursion guard) rather than a tracepoint
+    (one guard per CPU for every tracing program): raw tracepoints came in 4.17, bcc's
+    RAW_TRACEPOINT_PROBE in 0.6; older kernels or bcc fall back to the tracepoint."""
+    return at_least(facts, 4, 17) and _bcc_at_least(facts.bcc_version, (0, 6))
+
+
+def _bcc_at_least(version: str | None, wanted: tuple[int, int]) -> bool:
+    parts = re.findall(r"\d+", version or "")[:2]
+    return len(parts) == 2 and (int(parts[0]), int(parts[1])) >= wanted
+
+
 def probe_name(chosen: tuple[str, bool]) -> str:
     """The probe's name in results, e.g. ``bcc:kfree_skb_headers+kretprobe``."""
     tier_name, kretprobe = chosen
@@ -85,7 +98,13 @@ def verdict(facts: HostFacts) -> Verdict:
         return Verdict(False, f"{kfree_skb_missing(facts)}, and {why}")
     if facts.netns is None:
         return Verdict(False, "could not read the host's network namespace")
-    return Verdict(True, f"bcc {facts.bcc_version} ({facts.bcc_python}), {facts.kernel_headers} headers", probe_name(chosen))
+    attach = ""
+    if chosen[0] != "tcp_add_backlog":
+        attach = (", kfree_skb as a raw tracepoint (per-program recursion guard)" if raw_tracepoint(facts)
+                  else ", kfree_skb as a tracepoint (raw tracepoints need 4.17 and bcc 0.6)")  # fmt: skip
+    return Verdict(
+        True, f"bcc {facts.bcc_version} ({facts.bcc_python}), {facts.kernel_headers} headers{attach}", probe_name(chosen)
+    )
 
 
 def program(facts: HostFacts, window: Window) -> tuple[str, str]:
@@ -109,6 +128,7 @@ def program(facts: HostFacts, window: Window) -> tuple[str, str]:
             # tcp_sock.scaling_ratio came in 6.6 (dfa2f0483360).
             "SCALING_RATIO": 1 if at_least(facts, 6, 6) else 0,
             "INTERVAL_NS": interval_for(window.duration_s) * 1_000_000_000,
+            "RAW_TP": 1 if raw_tracepoint(facts) and tier_name != "tcp_add_backlog" else 0,
         },
     )
     return probe_name(chosen), text

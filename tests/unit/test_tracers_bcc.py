@@ -159,13 +159,14 @@ def test_parse_runner_output():
     "case, change, probe, switches",
     [
         ("ubuntu20.04-5.4-bcc", {}, "bcc:kretprobe_tcp_add_backlog",
-         {"TRACEPOINT": 0, "RX_SK": 0, "ADD_BACKLOG": 1, "READ_KERNEL": 0, "SOCKET_BACKLOG": bcc.BACKLOG_SENTINEL}),
+         {"TRACEPOINT": 0, "RX_SK": 0, "ADD_BACKLOG": 1, "READ_KERNEL": 0, "SOCKET_BACKLOG": bcc.BACKLOG_SENTINEL,
+          "RAW_TP": 0}),
         ("ubuntu20.04-5.4-bcc", {"kernel": "6.1.0-26-amd64", "kfree_skb_fields": ("skbaddr", "location", "protocol", "reason"),
                                  "drop_reasons": {2: "NOT_SPECIFIED", 20: "SOCKET_BACKLOG"}},
          "bcc:kfree_skb_headers+kretprobe",
-         {"TRACEPOINT": 1, "RX_SK": 0, "ADD_BACKLOG": 1, "READ_KERNEL": 1, "SOCKET_BACKLOG": 20}),
+         {"TRACEPOINT": 1, "RX_SK": 0, "ADD_BACKLOG": 1, "READ_KERNEL": 1, "SOCKET_BACKLOG": 20, "RAW_TP": 1}),
         ("debian12-6.18-all-facts", {"kernel_headers": "kheaders"}, "bcc:kfree_skb",
-         {"TRACEPOINT": 1, "RX_SK": 1, "ADD_BACKLOG": 0, "READ_KERNEL": 1, "SOCKET_BACKLOG": 29}),
+         {"TRACEPOINT": 1, "RX_SK": 1, "ADD_BACKLOG": 0, "READ_KERNEL": 1, "SOCKET_BACKLOG": 29, "RAW_TP": 1}),
     ],
 )  # fmt: skip
 def test_program_switches_per_tier(case, change, probe, switches):
@@ -183,6 +184,16 @@ def test_program_switches_per_tier(case, change, probe, switches):
     assert plan.command == f"{facts.bcc_python} probe.py 9"  # 7 s window + the stats grace: the host stops it first
     assert plan.reads_stats
     assert plan.attach_allowance_s > 10  # clang runs on the host before it attaches
+
+
+def test_kfree_skb_attaches_as_a_raw_tracepoint_where_kernel_and_bcc_allow():
+    """Raw tracepoints have a recursion guard per program; the tracepoint stays for older bcc or kernels."""
+    facts = dataclasses.replace(detection("debian12-6.18-all-facts"), kernel_headers="kheaders")
+    assert bcc.raw_tracepoint(facts) and "as a raw tracepoint" in bcc.verdict(facts).reason
+    old_bcc = dataclasses.replace(facts, bcc_version="0.5.0")
+    assert not bcc.raw_tracepoint(old_bcc) and "as a tracepoint" in bcc.verdict(old_bcc).reason
+    assert "#define FD_RAW_TP 0" in bcc.plan(old_bcc, Window(5)).files["probe.c"]
+    assert not bcc.raw_tracepoint(dataclasses.replace(facts, kernel="4.15.0-20-generic"))
 
 
 def _python(name: str) -> str | None:
