@@ -74,8 +74,8 @@ def backport_note(release: str | None) -> str | None:
         return None
     # A drop's backlog+rmem cannot tell the two apart: until __release_sock() ends, the skbs the owner
     # moved to the receive queue count in both sk_backlog.len and sk_rmem_alloc.
-    return ("stable kernels of this version may carry ec00ed472bdb (Debian's 6.1.192 does: its tcp_ipv4.c "
-            "doubles rcvbuf); then the limit is 2*rcvbuf + sndbuf/2 + 64K")
+    return ("stable kernels of this version may carry ec00ed472bdb (Debian's 5.10.223 and 6.1.192 do: their "
+            "tcp_ipv4.c doubles rcvbuf); then the limit is 2*rcvbuf + sndbuf/2 + 64K")
 
 
 @dataclass(frozen=True)
