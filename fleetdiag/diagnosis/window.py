@@ -127,9 +127,10 @@ def window_verdict(host: HostResult, flow: FlowDrop) -> Verdict | None:
         return None
     rule, backport = version_rule(host.kernel), backport_note(host.kernel)
     wrule = window_rule(host, flow)
-    missing = [name for name, value in (("kernel version", rule), ("window rule", wrule)) if value is None]
-    if rule is None or wrule is None:
-        return _lacking(flow, missing + (["scaling_ratio (6.6+)"] if wrule is None and rule else []))
+    if rule is None:
+        return _lacking(flow, ["the kernel version"])
+    if wrule is None:
+        return _lacking(flow, ["the socket's scaling_ratio (6.6+ sizes its window from it)"])
     window = int(wrule.share * flow.rcvbuf)
     if flow.window_clamp:
         window = min(window, flow.window_clamp)
