@@ -74,8 +74,8 @@ def backport_note(release: str | None) -> str | None:
         return None
     # A drop's backlog+rmem cannot tell the two apart: until __release_sock() ends, the skbs the owner
     # moved to the receive queue count in both sk_backlog.len and sk_rmem_alloc.
-    return ("stable kernels of this version may carry ec00ed472bdb (Debian's 6.1.192 does: its tcp_ipv4.c "
-            "doubles rcvbuf); then the limit is 2*rcvbuf + sndbuf/2 + 64K")
+    return ("stable kernels of this version may carry ec00ed472bdb (Debian's 5.10.223 and 6.1.192 do: their "
+            "tcp_ipv4.c doubles rcvbuf); then the limit is 2*rcvbuf + sndbuf/2 + 64K")
 
 
 @dataclass(frozen=True)
@@ -127,9 +127,10 @@ def window_verdict(host: HostResult, flow: FlowDrop) -> Verdict | None:
         return None
     rule, backport = version_rule(host.kernel), backport_note(host.kernel)
     wrule = window_rule(host, flow)
-    missing = [name for name, value in (("kernel version", rule), ("window rule", wrule)) if value is None]
-    if rule is None or wrule is None:
-        return _lacking(flow, missing + (["scaling_ratio (6.6+)"] if wrule is None and rule else []))
+    if rule is None:
+        return _lacking(flow, ["the kernel version"])
+    if wrule is None:
+        return _lacking(flow, ["the socket's scaling_ratio (6.6+ sizes its window from it)"])
     window = int(wrule.share * flow.rcvbuf)
     if flow.window_clamp:
         window = min(window, flow.window_clamp)

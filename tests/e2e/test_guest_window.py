@@ -1,15 +1,14 @@
-"""Issue 16 on the 6.1 guest: an autotuned rcvbuf's window outgrows the backlog limit, fleetdiag's SO_RCVBUF does not.
+"""Issue 16 on the 6.1 guest: a window-bound sender against an autotuned rcvbuf and against fleetdiag's SO_RCVBUF.
 
 A real sender streams with small segments (MSS 524: each in a full-size receive buffer, truesize/len
-near 3.8) while the guest's receiver lets autotuning grow rcvbuf up to tcp_rmem's max (4 MB here;
-the origin host's rcvbuf sat at exactly 64 MiB, its cap), then holds one recv() with the socket
-owned. At the cap rcvbuf can no longer grow with the queue (below it, pruning raises an unlocked
-rcvbuf, and the limit with it). A bpftrace
-counter checks every tcp_add_backlog call against each kernel's limit. Debian's 6.1.192 has
-ec00ed472bdb (limit 2*rcvbuf + sndbuf/2 + 64K), so it drops nothing itself; the mainline 6.1 limit
-(rcvbuf + sndbuf/2 + 64K, the closest to 3.10's) is what the window outgrows. Then the same traffic
-with SO_RCVBUF set by the receiver to the value fleetdiag's window verdict computes from the first
-run's numbers: nothing over that limit. docs/backlog-drops.md quotes the numbers.
+near 3.8) while the guest's receiver lets autotuning grow rcvbuf (tcp_rmem max 64 MB, as on the
+origin host), then holds one recv() with the socket owned. A bpftrace counter checks every
+tcp_add_backlog call against each kernel's limit. Debian's 6.1.192 has ec00ed472bdb (limit
+2*rcvbuf + sndbuf/2 + 64K): it drops nothing, as the window arithmetic predicts (a*r = 1.9 < 2).
+Whether the autotuned socket also passes the mainline 6.1 limit varies run to run (5, 0, 0 calls
+measured: pruning raises an unlocked rcvbuf, and the limit, as the queue grows), so it is reported,
+not asserted. The same traffic with SO_RCVBUF set by the receiver to the value fleetdiag's verdict
+computes from the first run stays under the mainline limit too. docs/backlog-drops.md has the numbers.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from tests.lab.guest.window_backlog import DEFAULT_PORT, run_window_backlog
 pytestmark = [pytest.mark.lab, pytest.mark.guest]
 
 MSS = 524
-RMEM_CAP = 4 << 20  # tcp_rmem[2]: reached within the warm-up at the guest's rate
+RMEM_MAX = 64 << 20  # tcp_rmem[2] and rmem_max, as on the origin host
 
 
 def advice(vm: GuestVM, limits: dict[str, int], sndbuf: int) -> tuple[int, dict]:
@@ -45,23 +44,20 @@ def advice(vm: GuestVM, limits: dict[str, int], sndbuf: int) -> tuple[int, dict]
 
 def test_autotuned_window_outgrows_the_6_1_limit_and_the_advised_so_rcvbuf_does_not(lab_guest: GuestVM) -> None:
     vm = lab_guest
-    saved = vm.check("sysctl -n net.ipv4.tcp_rmem").split()
-    vm.check(f"sysctl -w net.ipv4.tcp_rmem='4096 131072 {RMEM_CAP}'")
+    saved = vm.check("sysctl -n net.ipv4.tcp_rmem net.core.rmem_max").split()
+    vm.check(f"sysctl -w net.ipv4.tcp_rmem='4096 131072 {RMEM_MAX}' net.core.rmem_max={RMEM_MAX}")
     try:
         auto = run_window_backlog(vm, 0, port=DEFAULT_PORT, mss=MSS)
         so_rcvbuf, evidence = advice(vm, auto.limits, auto.warm["sndbuf"])
         locked = run_window_backlog(vm, so_rcvbuf, port=DEFAULT_PORT + 1, mss=MSS)
     finally:
-        vm.check(f"sysctl -w net.ipv4.tcp_rmem='{' '.join(saved[:3])}'")
+        vm.check(f"sysctl -w net.ipv4.tcp_rmem='{' '.join(saved[:3])}' net.core.rmem_max={saved[3]}")
     print(f"autotuned: {auto.limits} drops {auto.drops}; advice SO_RCVBUF {so_rcvbuf} ({evidence['truesize_ratio']} "
           f"truesize/len); set: {locked.limits} drops {locked.drops}")  # quoted in docs/backlog-drops.md
-    # Autotuning grew rcvbuf to its cap, and the window let in more than the mainline 6.1 limit
-    # holds: backlog+rmem over rcvbuf + sndbuf/2 + 64K at some tcp_add_backlog calls.
-    assert RMEM_CAP // 2 < auto.warm["rcvbuf"] <= auto.limits["rcvbuf_max"] <= RMEM_CAP, (auto.warm, auto.limits)
-    assert auto.limits["over_6_1"] > 0, auto.limits
-    assert auto.limits["over_3_10"] >= auto.limits["over_6_1"]
-    # This kernel's own limit (ec00ed472bdb) held them: what it drops is what is over 2*rcvbuf + ...
-    assert auto.drops <= auto.limits["over_ec00"], (auto.drops, auto.limits)
+    # Autotuning grew rcvbuf well past tcp_rmem's default (131072), unlocked.
+    assert auto.warm["rcvbuf"] > 8 * 131072, auto.warm
+    # This kernel's own limit (ec00ed472bdb) held every call: no TCPBacklogDrop.
+    assert auto.limits["calls"] > 0 and auto.limits["over_ec00"] == 0 and auto.drops == 0, (auto.drops, auto.limits)
     # The verdict's arithmetic: a window's worth (half of rcvbuf at truesize/len ~3.8) fits under the
     # doubled limit at any rcvbuf, and only under a few tens of KB of rcvbuf under the mainline one.
     assert evidence["largest_fitting_rcvbuf_with_ec00ed472bdb"] is None and auto.limits["over_ec00"] == 0
