@@ -206,3 +206,17 @@ def test_heatmap_rows_sit_by_group_then_start():
     assert ordered == ["m-late", "z-early", "y-mid", "x-late", "a-quiet"]
     origin, step, rows = html_render.heatmap_grid(html_render.ordered_hosts(_sweep(*hosts)))
     assert (origin, step) == (T0 - 1, 1) and rows[2] == [0, 0, 1, None]  # y-mid started a second earlier
+
+
+def test_html_into_a_missing_directory_is_refused_before_any_host(tmp_path):
+    from click.testing import CliRunner
+
+    from fleetdiag.cli.collect import collect
+
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 192.0.2.1\n")
+    done = CliRunner().invoke(collect, ["-i", str(inventory), "--html", str(tmp_path / "no" / "r.html"),
+                                        "--results-dir", str(tmp_path / "results")])  # fmt: skip
+    assert done.exit_code == 2
+    assert "--html" in done.output and "does not exist" in done.output
+    assert not (tmp_path / "results").exists()  # not even the results dir was made
