@@ -44,6 +44,9 @@ def assert_caught_every_drop(run: GuestCollect, name: str, probe: str) -> dict:
     # The socket state the origin case printed: buffers, and a queue over the kernel's limit.
     assert flow["rcvbuf"] > 0 and flow["sndbuf"] > 0
     assert flow["queue_max"] >= flow["backlog_limit"] - 65536, flow
+    # Counted per interval in the kernel too: the timeline adds up to the same drops, on the host and the flow.
+    assert sum(host["timeline"]["drops"]["SOCKET_BACKLOG"]) == delta, host["timeline"]
+    assert sum(flow["timeline"]) == delta
     return host
 
 
@@ -97,6 +100,8 @@ def test_counters_tier_counts_exactly_without_tracing(lab_fleet: LabFleet, lab_g
     assert host["status"] == "ok" and host["probe"].startswith("counters")
     assert host["counters"]["TCPBacklogDrop"] == run.generated.drops > 0
     assert host["fidelity"] == "sampled"  # never passed off as traced
+    counted = host["timeline"]["counters"]["TCPBacklogDrop"]
+    assert sum(counted) == host["counters"]["TCPBacklogDrop"] and len(counted) == host["timeline"]["intervals"]
     assert leftovers(lab_guest) == ""
 
 
