@@ -93,7 +93,7 @@ def measure(hosts: int, intervals: int, runs: int = RUNS) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="fleetdiag-html-bench-"))
     report, empty = work / "report.html", work / "empty.html"
     report.write_text(text)
-    empty.write_text(html._page("empty", get_plotlyjs(), []))
+    empty.write_text(html.page("empty", get_plotlyjs(), []))
     full, bare = [], []
     for run in range(runs):
         for page, into in ((report, full), (empty, bare)):

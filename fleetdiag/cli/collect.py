@@ -114,6 +114,8 @@ def collect(
     """
     env = Environment()
     try:
+        if html_file:
+            _check_html_target(html_file)
         chosen = hosts.select(env)
         trees = parse_stap_kernels(stap_kernels)
         start_in_s = parse_duration(start_in, "--start-in") if start_in is not None else None
@@ -200,6 +202,17 @@ def _write_prom(env: Environment, sweep: Sweep, path: str) -> None:
         _error(env, f"could not write {path}: {exc.strerror or exc}")
 
 
+def _check_html_target(path: str) -> None:
+    """--html names a file whose directory exists and is writable: checked before any host is contacted."""
+    import os
+
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise FleetdiagError(f"--html {path}: the directory {folder} does not exist", hint="create it, or write the report elsewhere")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise FleetdiagError(f"--html {path}: the directory {folder} is not writable", hint="write the report elsewhere")
+
+
 def _write_html(env: Environment, sweep: Sweep, path: str) -> None:
     """The HTML report, written whole or not at all (a temp file renamed over PATH)."""
     import os
@@ -208,7 +221,7 @@ def _write_html(env: Environment, sweep: Sweep, path: str) -> None:
     target = Path(path)
     try:
         text = RENDERERS["html"](sweep)
-        fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=".fleetdiag-", suffix=".html")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".fleetdiag-", suffix=".html")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 out.write(text)

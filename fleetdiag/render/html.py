@@ -54,14 +54,14 @@ def render(sweep: Sweep) -> str:
         "<h2>Hosts</h2>",
         _hosts(sweep),
     ]
-    return _page(f"fleetdiag {format_time(sweep.started_at)}", get_plotlyjs(), sections)
+    return page(f"fleetdiag {format_time(sweep.started_at)}", get_plotlyjs(), sections)
 
 
 # Every plot above is drawn when this runs: the page says how long that took (for people and for tests).
 _RENDERED = '\n<script>document.body.setAttribute("data-rendered-ms", Math.round(performance.now()));</script>'
 
 
-def _page(title: str, plotly_js: str, sections: Sequence[str]) -> str:
+def page(title: str, plotly_js: str, sections: Sequence[str]) -> str:
     # The plotly bundle never holds "</script>" (it would end the element early); checked by the tests.
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -70,7 +70,7 @@ def _page(title: str, plotly_js: str, sections: Sequence[str]) -> str:
     )
 
 
-def _plot(div_id: str, data: list[dict[str, Any]], layout: dict[str, Any]) -> str:
+def plot(div_id: str, data: list[dict[str, Any]], layout: dict[str, Any]) -> str:
     """A div and the script that draws it (static plots: no mode bar, no network for fonts or icons)."""
     config = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["sendDataToCloud"]}
     payload = json.dumps([data, layout, config], separators=(",", ":")).replace("</", "<\\/")
@@ -91,7 +91,7 @@ def _settings(sweep: Sweep) -> str:
         ("interrupted", getattr(sweep, "interrupted", None) or "no"),
         ("made by", f"fleetdiag {__version__}"),
     ]
-    return _table(["setting", "value"], [[k, v] for k, v in rows])
+    return html_table(["setting", "value"], [[k, v] for k, v in rows])
 
 
 def _intervals(sweep: Sweep) -> str:
@@ -172,7 +172,7 @@ def _heatmap(sweep: Sweep) -> str:
         "yaxis": {"autorange": "reversed", "tickfont": {"size": 9}, "dtick": 1},
         "xaxis": {"title": {"text": f"time (UTC, {step} s per column, each host's own clock)"}, "type": "date"},
     }  # fmt: skip
-    return _plot("heatmap", data, layout)
+    return plot("heatmap", data, layout)
 
 
 def _host_chart(sweep: Sweep) -> str:
@@ -200,7 +200,7 @@ def _host_chart(sweep: Sweep) -> str:
         "margin": {"t": 90},
     }  # fmt: skip
     more = f"<p>The {HOST_CHARTS_MAX} busiest of {len(dropping)} dropping hosts.</p>" if len(dropping) > len(shown) else ""
-    return _plot("hosts", data, layout) + more
+    return plot("hosts", data, layout) + more
 
 
 def _host_title(host: HostResult) -> str:
@@ -251,7 +251,7 @@ def _flows(sweep: Sweep) -> str:
         return "<p>No dropping TCP flow was seen in the window.</p>"
     rows.sort(key=lambda r: -int(r[4]))
     more = f"<p>The {FLOW_ROWS_MAX} busiest of {len(rows)} flows (the JSON document has them all).</p>" if len(rows) > FLOW_ROWS_MAX else ""
-    return _table(headers, rows[:FLOW_ROWS_MAX]) + more
+    return html_table(headers, rows[:FLOW_ROWS_MAX]) + more
 
 
 def _hosts(sweep: Sweep) -> str:
@@ -268,10 +268,10 @@ def _hosts(sweep: Sweep) -> str:
             _iso(seen["first_at"]) if seen.get("first_at") else "", "dropping" if seen.get("ongoing_at_end") else "",
             host.error or "; ".join(host.notes),
         ])  # fmt: skip
-    return _table(headers, rows)
+    return html_table(headers, rows)
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = []
     for row in rows:

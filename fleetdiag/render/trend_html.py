@@ -9,7 +9,7 @@ from fleetdiag.diagnosis import drops_by_kind
 from fleetdiag.document import format_time
 from fleetdiag.history.store import SweepRecord
 from fleetdiag.model import Status, Sweep
-from fleetdiag.render.html import _page, _plot, _table
+from fleetdiag.render.html import html_table, page, plot
 
 # Hosts drawn as their own line (the busiest over all the sweeps shown); the table has every sweep.
 TREND_HOSTS_MAX = 30
@@ -36,20 +36,20 @@ def render(saved: Sequence[tuple[SweepRecord, Sweep]]) -> str:
     sections = [f"<h1>fleetdiag history: {len(ordered)} saved sweep(s)</h1>"]
     if not ordered:
         sections.append("<p>No sweep is saved yet.</p>")
-        return _page("fleetdiag history", get_plotlyjs(), sections)
+        return page("fleetdiag history", get_plotlyjs(), sections)
     axis = {"xaxis": {"type": "date", "title": {"text": "sweep started (UTC)"}}, "yaxis": {"title": {"text": "drops in the window"}}}
     reasons = [{"type": "scatter", "mode": "lines+markers", "name": k, "x": times, "y": v} for k, v in sorted(by_reason.items())]
     hosts = [{"type": "scatter", "mode": "lines+markers", "name": h, "x": times, "y": by_host[h], "connectgaps": False}
              for h in busiest]  # fmt: skip
     sections += [
         "<h2>Drops per reason, per sweep (all hosts)</h2>",
-        _plot("reasons", reasons, {"height": 420, **axis}) if reasons else "<p>No drops in any sweep.</p>",
+        plot("reasons", reasons, {"height": 420, **axis}) if reasons else "<p>No drops in any sweep.</p>",
         f"<h2>Drops per host, per sweep (the {len(busiest)} busiest)</h2>",
-        _plot("trend_hosts", hosts, {"height": 480, **axis}),
+        plot("trend_hosts", hosts, {"height": 480, **axis}),
         "<h2>Sweeps</h2>",
-        _table(["sweep", "started", "window", "hosts ok", "drops", "TCPBacklogDrop", "findings"],
+        html_table(["sweep", "started", "window", "hosts ok", "drops", "TCPBacklogDrop", "findings"],
                [[r.id, r.started_at, f"{r.duration_s:g} s", f"{r.ok}/{r.hosts}", r.drops, r.backlog_drops, r.findings]
                 for r, _ in reversed(ordered)]),  # fmt: skip
         f"<p>Drawn from {html.escape(str(len(ordered)))} saved sweep(s); hosts missing from a sweep show a gap.</p>",
     ]
-    return _page("fleetdiag history", get_plotlyjs(), sections)
+    return page("fleetdiag history", get_plotlyjs(), sections)

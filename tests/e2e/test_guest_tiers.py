@@ -49,6 +49,9 @@ def assert_caught_every_drop(run: GuestCollect, name: str, probe: str) -> dict:
     assert "scaling_ratio" not in flow
     assert 0 < flow["skb_len_max"] <= flow["skb_truesize_max"] and flow["skb_truesize_sum"] >= flow["skb_truesize_max"], flow
     assert host["tcp_buffers"]["tcp_adv_win_scale"] == [1], host["tcp_buffers"]
+    # Counted per interval in the kernel too: the timeline adds up to the same drops, on the host and the flow.
+    assert sum(host["timeline"]["drops"]["SOCKET_BACKLOG"]) == delta, host["timeline"]
+    assert sum(flow["timeline"]) == delta
     return host
 
 
@@ -109,6 +112,8 @@ def test_counters_tier_counts_exactly_without_tracing(lab_fleet: LabFleet, lab_g
     assert host["status"] == "ok" and host["probe"].startswith("counters")
     assert host["counters"]["TCPBacklogDrop"] == run.generated.drops > 0
     assert host["fidelity"] == "sampled"  # never passed off as traced
+    counted = host["timeline"]["counters"]["TCPBacklogDrop"]
+    assert sum(counted) == host["counters"]["TCPBacklogDrop"] and len(counted) == host["timeline"]["intervals"]
     assert leftovers(lab_guest) == ""
 
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.lab
 WINDOW_S = 14
 DELAY_S = 4.0  # the generator starts this long after every probe watches
 TRAFFIC_S = 5.0
-ATTEMPTS = 3  # LAB.md: a backlog run rarely gives 0 drops
+ATTEMPTS = 4  # LAB.md: a backlog run rarely gives 0 drops (more often on a loaded machine)
 CLOSED = 7003
 # SYNs to a closed port on every address given, as close together as one process can send them.
 SYNS = """

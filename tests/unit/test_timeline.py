@@ -12,7 +12,7 @@ import pytest
 from fleetdiag.collector import window_result
 from fleetdiag.diagnosis.fleet import activity, fleet_events
 from fleetdiag.document import load_sweep, sweep_document
-from fleetdiag.model import HostResult, HostSpec, ProbeReport, Status, Sweep, Timeline, Window, frozen_map
+from fleetdiag.model import Fidelity, HostResult, HostSpec, ProbeReport, Status, Sweep, Timeline, Window, frozen_map
 from fleetdiag.render import html as html_render
 from fleetdiag.render import jsonl, rendered, table
 from fleetdiag.render.sparkline import buckets, sparkline, style_for
@@ -206,3 +206,40 @@ def test_heatmap_rows_sit_by_group_then_start():
     assert ordered == ["m-late", "z-early", "y-mid", "x-late", "a-quiet"]
     origin, step, rows = html_render.heatmap_grid(html_render.ordered_hosts(_sweep(*hosts)))
     assert (origin, step) == (T0 - 1, 1) and rows[2] == [0, 0, 1, None]  # y-mid started a second earlier
+
+
+def test_html_into_a_missing_directory_is_refused_before_any_host(tmp_path):
+    from click.testing import CliRunner
+
+    from fleetdiag.cli.collect import collect
+
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 192.0.2.1\n")
+    done = CliRunner().invoke(collect, ["-i", str(inventory), "--html", str(tmp_path / "no" / "r.html"),
+                                        "--results-dir", str(tmp_path / "results")])  # fmt: skip
+    assert done.exit_code == 2
+    assert "--html" in done.output and "does not exist" in done.output
+    assert not (tmp_path / "results").exists()  # not even the results dir was made
+
+
+def test_untraced_hosts_start_by_their_drop_counters():
+    timeline = Timeline(1, T0, frozen_map(), frozen_map({"TCPBacklogDrop": (0, 0, 4, 0), "TCPRcvCollapsed": (9, 9, 9, 9)}), 4)
+    host = HostResult("c", "a", Status.OK, probe="counters+ss", window_start=T0, timeline=timeline,
+                      fidelity=Fidelity.SAMPLED)  # fmt: skip
+    assert activity(host)["first_interval"] == 2  # TCPRcvCollapsed is no drop counter
+    (event,) = fleet_events(_sweep(host, _host("t", [0, 0, 1, 0], reason="TCPBacklogDrop")))
+    assert event.evidence["hosts"] == "c, t"
+
+
+def test_history_page_draws_each_sweep(page):
+    from fleetdiag.history.store import summarize
+    from fleetdiag.render import trend_html
+
+    sweeps = []
+    for day, drops in ((1, [0, 2, 0]), (2, [5, 0, 0])):
+        sweep = dataclasses.replace(_sweep(_host("web01", drops), _host("db01", [0, 0, 0])),
+                                    started_at=datetime(2026, 11, day, tzinfo=timezone.utc))  # fmt: skip
+        sweeps.append((summarize(f"s{day}", sweep, f"s{day}.json"), sweep))
+    text = trend_html.render(sweeps)
+    assert text.count("Plotly.newPlot(") == 2 and "<script src" not in text
+    assert '"x":["2026-11-01T00:00:00Z","2026-11-02T00:00:00Z"]' in text and '"y":[2,5]' in text
