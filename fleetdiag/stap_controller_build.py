@@ -61,6 +61,16 @@ class KernelTree:
             candidates = ["vmlinux"]
         return next((self.directory / c for c in candidates if (self.directory / c).is_file()), None)
 
+    def _in_root(self, relative: str) -> Path:
+        """RELATIVE inside the root filesystem, its absolute symlinks resolved inside it too (not on the controller)."""
+        path = self.directory / relative
+        for _ in range(8):
+            if not path.is_symlink():
+                return path
+            target = os.readlink(path)
+            path = self.directory / target.lstrip("/") if target.startswith("/") else path.parent / target
+        return path
+
     def build_id(self) -> str | None:
         """The GNU build id of that vmlinux, or None when it has none (or there is no vmlinux)."""
         return vmlinux_build_id(self.vmlinux) if self.vmlinux else None
@@ -75,7 +85,7 @@ class KernelTree:
         if self.is_rootfs:
             if os.geteuid() != 0:
                 return f"compiling in the root filesystem {self.directory} needs root on the controller (chroot)"
-            if not (self.directory / f"lib/modules/{self.release}/build").exists():
+            if not self._in_root(f"lib/modules/{self.release}/build").exists():
                 return f"no kernel headers for {self.release} in {self.directory} (lib/modules/{self.release}/build)"
         elif not shutil.which("stap"):
             return "systemtap (stap) is not installed on the controller"

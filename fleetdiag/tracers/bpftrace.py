@@ -15,6 +15,7 @@ end of the window, and this module turns them into a ProbeReport.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from fleetdiag.model import (
@@ -56,11 +57,32 @@ UNKNOWN_NETNS_NOTE = (
 )
 
 
+# bpftrace 0.11 (Debian 11) refuses kfunc/kretfunc on 5.10 although the kernel has them (BTF, fentry:
+# bcc's support_kfunc() is True there): its own feature probe says "kfunc: no" in `bpftrace --info`, and
+# a kretfunc script fails at attach with "kfunc/kretfunc not available for your kernel version".
+# Measured on the lab's 5.10 guest (0.11.3); 0.17 attaches kretfunc on 6.1.
+KRETFUNC_MIN_BPFTRACE = (0, 12)
+
+
+def bpftrace_version(facts: HostFacts) -> tuple[int, ...] | None:
+    """bpftrace's version as numbers, e.g. (0, 11, 3); None when unknown."""
+    match = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", facts.bpftrace_version or "")
+    return tuple(int(part) for part in match.groups() if part is not None) if match else None
+
+
+def kretfunc_problem(facts: HostFacts) -> str | None:
+    """Why bpftrace cannot use kretfunc on tcp_add_backlog here although BTF and fentry are there (None: it can)."""
+    version = bpftrace_version(facts)
+    if version is not None and version < KRETFUNC_MIN_BPFTRACE:
+        return f"bpftrace {facts.bpftrace_version} cannot attach kretfunc (its feature probe says kfunc: no)"
+    return None
+
+
 def backlog_hook(facts: HostFacts) -> str | None:
     """How to reach tcp_add_backlog's return here: ``kretfunc`` (fexit), ``kretprobe``, or None."""
     if "tcp_add_backlog" not in facts.kernel_symbols:
         return None
-    if facts.btf and facts.fentry_tcp_add_backlog:
+    if facts.btf and facts.fentry_tcp_add_backlog and kretfunc_problem(facts) is None:
         return "kretfunc"
     if facts.kprobes:
         return "kretprobe"
@@ -117,6 +139,8 @@ def verdict(facts: HostFacts) -> Verdict:
     }[chosen[0]]
     if chosen[0] == "kfree_skb_headers":
         what += f", SOCKET_BACKLOG from tcp_add_backlog ({chosen[1]})" if chosen[1] else ", netns of late drops unknown"
+    if chosen[1] == "kretprobe" and facts.btf and facts.fentry_tcp_add_backlog and kretfunc_problem(facts):
+        what += f" (kretprobe: {kretfunc_problem(facts)})"
     return Verdict(True, f"bpftrace {facts.bpftrace_version}, {types}, {what}", probe_name(chosen))
 
 

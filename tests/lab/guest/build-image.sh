@@ -152,7 +152,7 @@ KbdInteractiveAuthentication no
 UseDNS no
 MaxStartups 100
 EOF
-# Two more sshds, each in its own mount namespace, make the guest three hosts of one kernel release:
+# More sshds, each in its own mount namespace, make the guest several hosts of one kernel release:
 # port 2222 sees no kernel source (systemtap picks the tcp_add_backlog return probe there), and port
 # 2223 has only systemtap-runtime (no stap, headers, debug symbols or source): it can run a module
 # built elsewhere and nothing else of systemtap's. Same host key; known_hosts lists [addr]:port.
@@ -175,6 +175,9 @@ UNIT
 }
 sshd_unit nosource 2222 "/usr/src/linux-source-$SOURCE_SERIES"
 sshd_unit runtime 2223 "/usr/src /usr/lib/debug /usr/bin/stap"
+# Port 2224 sees no BTF (/sys/kernel/btf): bpftrace falls back to its kprobe tier and kernel headers there,
+# as on a kernel built without CONFIG_DEBUG_INFO_BTF.
+sshd_unit nobtf 2224 "/sys/kernel/btf"
 
 ssh-keygen -q -t ed25519 -N '' -C fdl-guest-controller -f "$OUT/id_ed25519"
 install -d -m 700 "$ROOT/root/.ssh"

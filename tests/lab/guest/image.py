@@ -193,7 +193,7 @@ def ensure_image(log: bool = True, suite: str = DEFAULT_SUITE) -> GuestImage:
         raise GuestImageError("cannot build the lab guest image: need " + "; ".join(missing))
     kernel_abi = current_kernel_abi(suite)
     image = GuestImage(suite_root(suite) / f"guest-{recipe_hash(kernel_abi, suite)}")
-    with _build_lock():
+    with _build_lock(suite_root(suite)):
         if (image.directory / "build.env").exists() and image.disk.exists():
             return image
         _build(image.directory, kernel_abi, suite, log)
@@ -202,10 +202,10 @@ def ensure_image(log: bool = True, suite: str = DEFAULT_SUITE) -> GuestImage:
 
 
 @contextlib.contextmanager
-def _build_lock() -> Iterator[None]:
-    """One build at a time on this machine; others wait and then find the image ready."""
-    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
-    with open(CACHE_ROOT / ".build.lock", "a") as lock:
+def _build_lock(root: Path) -> Iterator[None]:
+    """One build of a suite at a time on this machine; others wait and then find the image ready."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".build.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

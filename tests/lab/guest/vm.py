@@ -23,9 +23,10 @@ __all__ = ["GUEST_PORTS", "GuestVM", "GuestBootError", "missing_guest_requiremen
 BOOT_TIMEOUT = 480.0  # about 20 s idle; 141 s seen while other tests loaded the 2 cores
 SSH_TIMEOUT = 120.0
 _QEMU = "qemu-system-x86_64"
-# The guest's sshds (build-image.sh): one kernel release seen as three hosts. "full" has everything;
-# "nosource" lacks the kernel source (stap's return probe); "runtime" has only systemtap-runtime.
-GUEST_PORTS = {"full": SSH_PORT, "nosource": 2222, "runtime": 2223}
+# The guest's sshds (build-image.sh): one kernel release seen as several hosts. "full" has everything;
+# "nosource" lacks the kernel source (stap's return probe); "runtime" has only systemtap-runtime;
+# "nobtf" sees no /sys/kernel/btf (bpftrace's kprobe tier).
+GUEST_PORTS = {"full": SSH_PORT, "nosource": 2222, "runtime": 2223, "nobtf": 2224}
 _TUN = Path("/dev/net/tun")
 
 
