@@ -329,7 +329,7 @@ def arm_fleet(
     forks = max(1, min(options.forks, len(hosts) or 1))
     instant = FleetInstant(len(hosts), forks, arm.start_in_s, options.gate_timeout())
     ramp = ConnectRamp(options.ssh, limit=min(forks, arm.handshakes))
-    modules = ModuleBuilds(ModuleCache(options.module_cache or default_cache_dir()))
+    modules = ModuleBuilds(ModuleCache(options.module_cache or default_cache_dir()), trees=dict(options.stap_kernels))
 
     def arm_one(spec: HostSpec) -> ArmedHost | HostResult:
         first = instant.enter()

@@ -53,7 +53,7 @@ _HOST_OPTIONS = [
     ),
     click.option("--vault-password-file", multiple=True, type=click.Path(dir_okay=False), help="Vault password file (or script), as for Ansible; needs the ansible reader."),
     click.option("--ask-vault-pass", is_flag=True, help="Prompt for the vault password (not echoed, never stored)."),
-    click.option("-f", "--forks", type=click.IntRange(1, 2000), default=50, show_default=True, help="Hosts contacted at once; more hosts go in batches, each watching one window together."),
+    click.option("-f", "--forks", type=click.IntRange(1, 2000), default=50, show_default=True, help="SSH sessions open at once. Past this many hosts the windows are armed on the hosts (see --mode): every host still watches the same window."),
     click.option("-u", "--user", callback=_check_user, help="Login user where the inventory sets no ansible_user."),
     click.option("--private-key", type=click.Path(dir_okay=False), help="SSH key where the inventory sets none."),
     click.option("-b", "--become", is_flag=True, help="Use sudo on every host (root is needed to trace)."),
