@@ -51,6 +51,8 @@ def host_document(host: HostResult, port: int | None = None) -> dict[str, Any]:
         },
         "reconciliation": [item.as_dict() for item in reconcile(host, port)],
         "verdicts": [v.as_dict() for v in host_verdicts(host, port)],
+        "clock_offset_s": getattr(host, "clock_offset_s", None),
+        "clock_bound_s": getattr(host, "clock_bound_s", None),
     }
 
 
@@ -96,7 +98,17 @@ def sweep_document(sweep: Sweep) -> dict[str, Any]:
         "interrupted": getattr(sweep, "interrupted", None),
         "hosts": [host_document(h, port) for h in sweep.hosts],
         "flows": [flow_document(h, f) for h in sweep.hosts for f in h.flows],
+        "mode": getattr(sweep, "mode", None),
+        "window_instant": getattr(sweep, "window_instant", None),
+        "window_start_spread_s": window_start_spread(sweep),
+        "phases": dict(getattr(sweep, "phases", None) or {}),
     }
+
+
+def window_start_spread(sweep: Sweep) -> float | None:
+    """Seconds between the first and the last window start of the hosts that collected (clock-corrected)."""
+    starts = [h.window_start for h in sweep.hosts if h.status is Status.OK and h.window_start is not None]
+    return round(max(starts) - min(starts), 3) if starts else None
 
 
 def format_time(moment: datetime) -> str:
@@ -157,6 +169,8 @@ class _HostIn(_In):
     fidelity: str | None = None
     module: _ModuleIn | None = None
     tracers: dict[str, _TracerIn] = {}
+    clock_offset_s: float | None = None
+    clock_bound_s: float | None = None
 
 
 class _SweepIn(_In):
@@ -167,6 +181,9 @@ class _SweepIn(_In):
     interrupted: str | None = None
     hosts: list[_HostIn]
     flows: list[_FlowIn] = []
+    mode: str | None = None
+    window_instant: float | None = None
+    phases: dict[str, float] = {}
 
 
 def load_sweep(document: Mapping[str, Any], source: str = "document") -> Sweep:
@@ -190,6 +207,12 @@ def load_sweep(document: Mapping[str, Any], source: str = "document") -> Sweep:
         extra["port"] = parsed.port
     if parsed.interrupted is not None:
         extra["interrupted"] = parsed.interrupted
+    if parsed.mode is not None:
+        extra["mode"] = parsed.mode
+    if parsed.window_instant is not None:
+        extra["window_instant"] = parsed.window_instant
+    if parsed.phases:
+        extra["phases"] = frozen_map(parsed.phases)
     return Sweep(started_at=parsed.started_at, duration_s=parsed.duration_s, hosts=hosts, **extra)
 
 
@@ -203,6 +226,9 @@ def _host(doc: _HostIn, flows: tuple[FlowDrop, ...]) -> HostResult:
         extra["tracers"] = frozen_map({name: tracer_type(**t.model_dump()) for name, t in doc.tracers.items()})
     if doc.module is not None:
         extra["module"] = model.ModuleOrigin(**doc.module.model_dump(exclude={"sentence"}))
+    if doc.clock_offset_s is not None:
+        extra["clock_offset_s"] = doc.clock_offset_s
+        extra["clock_bound_s"] = doc.clock_bound_s
     return HostResult(
         name=doc.name,
         address=doc.address,

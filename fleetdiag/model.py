@@ -135,6 +135,10 @@ class HostResult:
     fidelity: Fidelity | None = None
     tracers: Mapping[str, Verdict] = field(default_factory=frozen_map)  # every tracer's verdict
     module: ModuleOrigin | None = None  # systemtap only: where its module came from
+    # Armed windows (issue 13): host clock minus the controller's, measured at arm time within
+    # +-clock_bound_s (half the round trip); window_start/window_end are then corrected by it.
+    clock_offset_s: float | None = None
+    clock_bound_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,9 @@ class Sweep:
     hosts: tuple[HostResult, ...]
     interrupted: str | None = None  # the signal that cut the run short ("SIGINT"), else None
     port: int | None = None  # the --port every host traced, if any (counters stay namespace-wide)
+    mode: str | None = None  # "armed" (windows run on the hosts alone) or "held" (a session per window)
+    window_instant: float | None = None  # armed: the fleet's start instant, epoch s on the controller
+    phases: Mapping[str, float] = field(default_factory=frozen_map)  # armed: launch_to_instant_s, ...
 
 
 @dataclass(frozen=True)

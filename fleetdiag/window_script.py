@@ -56,11 +56,14 @@ IFS= read -r fd_length || exit 0
 IFS= read -r _ || exit 0"""
 
 
-def build_window_script(plan: ProbePlan, duration_s: int, follow: bool = False, ask_before_start: bool = False) -> str:
+def build_window_script(
+    plan: ProbePlan, duration_s: int, follow: bool = False, ask_before_start: bool = False, ready: str | None = None
+) -> str:
     """Fill the run script with the plan's files, environment and command.
 
     ``follow`` streams ``@@live`` lines once a second while the window runs (``fleetdiag.live``).
     ``ask_before_start``: set up, then ask the controller (ASK_MARKER) and start on GO_REPLY.
+    ``ready``: shell run there instead (an armed window waits for its instant: ``fleetdiag.arming``).
 
     Every piece comes from fleetdiag's own backends (constant text and integers);
     env values are quoted all the same.
@@ -77,7 +80,7 @@ def build_window_script(plan: ProbePlan, duration_s: int, follow: bool = False, 
         .replace("@@FILES@@", files)
         .replace("@@ENV@@", env)
         .replace("@@PREPARE@@", _prepare_block(plan))
-        .replace("@@READY@@", READY_QUESTION if ask_before_start else ":")
+        .replace("@@READY@@", ready if ready is not None else READY_QUESTION if ask_before_start else ":")
         .replace("@@TRACES@@", "1" if plan.traces else "0")
         .replace("@@LIFETIME@@", str(probe_lifetime_s(duration_s, plan.attach_allowance_s)))
         .replace("@@COMMAND@@", plan.command)

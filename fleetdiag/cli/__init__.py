@@ -25,12 +25,14 @@ def main(verbose: int) -> None:
 
 
 def _register() -> None:
+    from fleetdiag.cli.armed import fetch
     from fleetdiag.cli.check import check
     from fleetdiag.cli.collect import collect
     from fleetdiag.cli.history import diff, history, report
 
     main.add_command(collect)
     main.add_command(check)
+    main.add_command(fetch)
     for command in (report, history, diff):
         main.add_command(command)
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import click
 
 from fleetdiag import tracers
+from fleetdiag.armed_sweep import ArmOptions
+from fleetdiag.cli.armed import MODES, choose_mode, parse_duration, run_armed
 from fleetdiag.cli.environment import Environment
 from fleetdiag.cli.options import HostArgs, exit_usage, host_options
 from fleetdiag.cli.progress import SweepProgress
@@ -78,6 +80,10 @@ class JsonlStream:
 @results_dir_option
 @click.option("--keep", type=click.IntRange(1), help="Keep only the N newest sweeps in the results dir.")
 @click.option("--fail-on-drops", type=click.IntRange(1), metavar="N", help="Exit 5 when the collected hosts dropped N or more segments in the window.")
+@click.option("--mode", type=click.Choice(MODES), default="auto", show_default=True, help="armed: each host is armed for one instant and runs its window by itself (any fleet size, one window); held: a session per host for the whole window. auto: held for --follow or a fleet within --forks, else armed.")
+@click.option("--start-in", metavar="DURATION", help="Armed: open the window this long after launch (90s, 2m), not as soon as every host is armed.")
+@click.option("--detach", is_flag=True, help="Armed: print the sweep's id once every host is armed and exit 0; fleetdiag fetch ID collects it.")
+@click.option("--pickup-timeout", metavar="DURATION", default="15m", show_default=True, help="Armed: a host removes a result nobody fetched this long after its window.")
 def collect(
     hosts: HostArgs,
     duration: int,
@@ -89,6 +95,10 @@ def collect(
     results_dir: Path,
     keep: int | None,
     fail_on_drops: int | None,
+    mode: str = "auto",
+    start_in: str | None = None,
+    detach: bool = False,
+    pickup_timeout: str = "15m",
 ) -> None:
     """Watch every host for DURATION seconds and report TCP drops per host and per flow, with verdicts.
 
@@ -100,6 +110,9 @@ def collect(
     env = Environment()
     try:
         chosen = hosts.select(env)
+        start_in_s = parse_duration(start_in, "--start-in") if start_in is not None else None
+        arm = ArmOptions(start_in_s=start_in_s, pickup_s=parse_duration(pickup_timeout, "--pickup-timeout"))
+        mode = choose_mode(mode, len(chosen), hosts.forks, follow, start_in_s, detach)
         store = ResultsStore.open(results_dir)
     except FleetdiagError as exc:
         exit_usage(env, exc)
@@ -116,7 +129,11 @@ def collect(
         ssh=hosts.ssh(),
     )
     try:
-        sweep = _run(env, chosen, options, output)
+        sweep = _run(env, chosen, options, output, arm if mode == "armed" else None, store if detach else None)
+        if isinstance(sweep, str):  # --detach: armed and saved as pending
+            env.stdout.write(sweep + "\n")
+            env.stdout.flush()
+            sys.exit(int(ExitStatus.OK))
         _save(env, store, sweep, keep)
         if output == "jsonl":
             env.stdout.write(jsonl.line(jsonl.sweep_record(sweep)))  # the hosts' records are out already
@@ -130,8 +147,9 @@ def collect(
     sys.exit(int(sweep_exit_status(sweep, fail_on_drops)))
 
 
-def _run(env: Environment, hosts: list[HostSpec], options: SweepOptions, output: str) -> Sweep:
-    """The sweep itself, with progress, --follow lines and jsonl streaming wired in."""
+def _run(env: Environment, hosts: list[HostSpec], options: SweepOptions, output: str,
+         arm: ArmOptions | None = None, detach_to: ResultsStore | None = None) -> Sweep | str:  # fmt: skip
+    """The sweep itself (armed with ``arm``, else held), with progress, --follow lines and jsonl streaming wired in."""
     window = options.window
     with SweepProgress(env, len(hosts), window.duration_s) as progress:
         callback: ProgressCallback = progress
@@ -141,8 +159,14 @@ def _run(env: Environment, hosts: list[HostSpec], options: SweepOptions, output:
             options = replace(options, live=lambda drops: progress.print(describe(drops)))
         if env.interactive:
             progress.print(f"fleetdiag: watching {len(hosts)} host(s) for {window.duration_s} s")
-        with stop_on_signals() as stop:
-            sweep = run_sweep(hosts, options, progress=callback, stop=stop)
+        if arm is not None:
+            armed = run_armed(env, hosts, options, arm, callback, progress, detach_to)
+            if isinstance(armed, str):
+                return armed
+            sweep = armed
+        else:
+            with stop_on_signals() as stop:
+                sweep = replace(run_sweep(hosts, options, progress=callback, stop=stop), mode="held")
     return replace(sweep, port=window.port) if window.port is not None else sweep
 
 

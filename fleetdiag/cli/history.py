@@ -41,11 +41,27 @@ def report(sweep: str | None, output: str, results_dir: Path) -> None:
     """Re-render a saved sweep in any output format."""
     env = Environment()
     store = _store(env, results_dir)
+    _refuse_pending(env, store, sweep)
     try:
         _record, saved = store.load(sweep)
     except FleetdiagError as exc:
         _fail(env, exc)
     env.stdout.write(RENDERERS[output](saved))
+
+
+def _refuse_pending(env: Environment, store: ResultsStore, ref: str | None) -> None:
+    """A sweep armed with --detach has no result yet: say so (exit 2), and how to collect it."""
+    from fleetdiag.history.pending import find_pending, pending_ids
+
+    pending = find_pending(store, ref) if ref and not ref.startswith("latest") else None
+    if pending is None and ref in (None, "latest"):
+        newest = pending_ids(store)
+        saved = store.records(1)
+        if newest and (not saved or newest[0] > saved[0].id):
+            pending = newest[0]
+    if pending is not None:
+        _fail(env, FleetdiagError(f"sweep {pending} is pending: its windows were armed with --detach and not fetched yet",
+                                  hint=f"collect it with fleetdiag fetch {pending}"))  # fmt: skip
 
 
 @click.command()

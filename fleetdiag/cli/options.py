@@ -43,7 +43,7 @@ def _check_ssh_args(ctx: click.Context, param: click.Parameter, value: str | Non
 _HOST_OPTIONS = [
     click.option("-i", "--inventory", type=click.Path(dir_okay=False), help="Ansible inventory, YAML or INI (group_vars/ and host_vars/ beside it are read). Without it: this machine, no SSH."),
     click.option("-l", "--limit", help="Ansible --limit pattern: hosts or groups, globs, ~regex, !exclude, &intersect, group[0:2], @file."),
-    click.option("-f", "--forks", type=click.IntRange(1, 2000), default=50, show_default=True, help="Hosts contacted at once; more hosts go in batches, each watching one window together."),
+    click.option("-f", "--forks", type=click.IntRange(1, 2000), default=50, show_default=True, help="SSH sessions open at once. Past this many hosts the windows are armed on the hosts (see --mode): every host still watches the same window."),
     click.option("-u", "--user", callback=_check_user, help="Login user where the inventory sets no ansible_user."),
     click.option("--private-key", type=click.Path(dir_okay=False), help="SSH key where the inventory sets none."),
     click.option("-b", "--become", is_flag=True, help="Use sudo on every host (root is needed to trace)."),

@@ -190,6 +190,10 @@ class SshTransport:
                 f"host key for {exc.hostname} does not match known_hosts",
                 hint=f"if the host was rebuilt, run ssh-keygen -R {exc.hostname}",
             )
+        if isinstance(exc, paramiko.AuthenticationException) and "timeout" in str(exc).lower():
+            # paramiko raises the same class when the server's answer did not come in time
+            # (a loaded host or controller): that is no refused key.
+            return UnreachableError(f"authentication did not finish within {self.connect_timeout:.0f} s (timed out, not refused)")
         if isinstance(exc, paramiko.AuthenticationException):
             return UnreachableError(
                 f"authentication failed for user {hop.user or 'default'}",

@@ -100,10 +100,19 @@ def test_cli_user_and_key_apply_where_the_inventory_sets_none(fleet: LabFleet, t
 
 def test_forks_one_watches_hosts_one_batch_after_the_other(fleet: LabFleet, tmp_path: Path) -> None:
     inventory = fleet.write_inventory(tmp_path / "hosts.yaml", hosts=[fleet.host("h01"), fleet.host("h02")])
-    result = run("-i", str(inventory), "-f", "1", *common(fleet, tmp_path))
+    result = run("-i", str(inventory), "-f", "1", "--mode", "held", *common(fleet, tmp_path))
     assert result.returncode == 0, result.stderr
     first, second = hosts_of(result)["h01"], hosts_of(result)["h02"]
     assert second["window_start"] >= first["window_end"]
+
+
+def test_forks_one_armed_hosts_still_watch_one_window(fleet: LabFleet, tmp_path: Path) -> None:
+    # Past --forks the windows are armed on the hosts: --forks bounds the sessions, not the window.
+    inventory = fleet.write_inventory(tmp_path / "hosts.yaml", hosts=[fleet.host("h01"), fleet.host("h02")])
+    result = run("-i", str(inventory), "-f", "1", *common(fleet, tmp_path))
+    assert result.returncode == 0, result.stderr
+    first, second = hosts_of(result)["h01"], hosts_of(result)["h02"]
+    assert abs(second["window_start"] - first["window_start"]) < first["window_end"] - first["window_start"]
 
 
 def test_bastion_from_ansible_ssh_common_args(fleet: LabFleet, tmp_path: Path) -> None:

@@ -56,3 +56,12 @@ def test_aligned_floor_benchmark_runs_every_floor_on_every_host() -> None:
     for floor in ("(f0)", "(f1)", "(c)"):  # exit 0 said no host failed; each watched its 1 s window after go
         wall, go, after = float(rows[floor][0]), float(rows[floor][4]), float(rows[floor][5])
         assert 0 < go < wall and after >= 1.0, done.stdout
+
+
+def test_armed_scale_benchmark_runs_both_sides_over_an_armed_fleet() -> None:
+    done = run_benchmark("armed_scale.py", "--hosts", "3", "--sizes", "3", "--duration", "1", "--forks", "2")
+    assert re.search(r"fleetdiag\s+3  wall\s+\d+\.\d s  ok\s+3/3", done.stdout), done.stdout
+    assert "mode armed; launch to the armed instant" in done.stdout, done.stdout
+    if "ansible not installed" not in done.stdout:
+        assert re.search(r"ansible\s+3  wall\s+\d+\.\d s  ok\s+3/3", done.stdout), done.stdout
+        assert re.search(r"fleetdiag/ansible wall \d+\.\d\dx", done.stdout), done.stdout

@@ -26,7 +26,7 @@ from tests.lab.host_setup import (
 from tests.lab.inventory import HostVars, render_inventory
 from tests.lab.requirements import program
 from tests.lab.runs import NETNS_CONFIG_ROOT, PREFIX, make_workdir, new_run_id
-from tests.lab.subnet import allocation_lock, choose_free_subnet
+from tests.lab.subnet import allocation_lock, choose_free_subnet, prefix_for
 from tests.lab.teardown import (
     NETNS_RUN_DIR,
     cleanup_stale,
@@ -37,7 +37,12 @@ from tests.lab.teardown import (
 
 __all__ = ["HostSetup", "LabFleet", "LabHost", "cleanup_stale"]
 
-MAX_HOSTS = 253  # one /24 minus network, broadcast and the controller's .1
+MAX_HOSTS = 2037  # a /21 minus network, broadcast, the controller's .1 and room for guests (past 245 hosts: a bigger subnet)
+# Past a /24 the controller's neighbour table must hold every host's address: the kernel's
+# defaults (gc_thresh3 1024) drop entries and hosts then fail with "No route to host".
+NEIGH_THRESHOLDS = {"gc_thresh1": 4096, "gc_thresh2": 8192, "gc_thresh3": 16384}
+_NEIGH_SYSCTL = Path("/proc/sys/net/ipv4/neigh/default")
+_GUEST_ROOM = 8
 SSH_PORT = 22
 _WORKERS = 16  # bring-up is fork/exec bound; more threads than this only queue on 2 cores
 # `ip netns exec` mounts a fresh /sys for the namespace, which hides tracefs, and bpftrace then
@@ -301,11 +306,17 @@ class LabFleet:
     def _create_network(self, names: list[str]) -> None:
         """Bridge with the controller address, then one namespace and veth per host, in one `ip`."""
         netns = [f"{PREFIX}-{self.run_id}-{name}" for name in names]
+        # The veth's name in the root namespace is the namespace's where it fits in IFNAMSIZ
+        # (15 characters); past h999 it is the host's number in hex, as teardown still finds it.
+        veths = [ns if len(ns) <= 15 else f"{PREFIX}-{self.run_id}-{i:x}" for i, ns in enumerate(netns, 1)]
         commands = [f"netns add {ns}" for ns in netns]
-        commands += [f"link add {ns} type veth peer name eth0 netns {ns}" for ns in netns]
-        commands += [f"link set {ns} master {self.bridge} up" for ns in netns]
+        commands += [f"link add {veth} type veth peer name eth0 netns {ns}" for veth, ns in zip(veths, netns)]
+        commands += [f"link set {veth} master {self.bridge} up" for veth in veths]
+        if len(names) > 253:
+            raise_neighbour_thresholds()
         with allocation_lock():
-            self.subnet = choose_free_subnet()
+            # The controller's .1, the hosts, and room for a few qemu guests after them (guest/vm.py).
+            self.subnet = choose_free_subnet(prefix_for(len(names) + 1 + _GUEST_ROOM))
             bridge = [
                 f"link add {self.bridge} type bridge",
                 f"addr add {self.controller_address}/{self._subnet.prefixlen} dev {self.bridge}",
@@ -369,6 +380,14 @@ class LabFleet:
                 f"sshd not listening after {self.ready_timeout}s on {[h.name for h in late]}; "
                 f"{late[0].name} sshd.log:\n{log}"
             )
+
+
+def raise_neighbour_thresholds() -> None:
+    """Raise net.ipv4.neigh.default.gc_thresh1/2/3 to NEIGH_THRESHOLDS (never lowers one)."""
+    for name, wanted in NEIGH_THRESHOLDS.items():
+        path = _NEIGH_SYSCTL / name
+        if int(path.read_text()) < wanted:
+            path.write_text(f"{wanted}\n")
 
 
 def _ip_batch(options: list[str], commands: list[str]) -> None:

@@ -32,6 +32,9 @@ class HostSetup:
     readonly_tmp: bool = False  # the sessions' TMPDIR is a read-only tmpfs: no writable temp dir
     sudo_password: str | None = None  # adds login user `ops` (same key) whose sudo asks this password
     bpftrace: str | None = None  # "broken": cannot load its maps; "hung": attaches, then ignores INT
+    # A clock that reads off by this many whole seconds: a `date` on the sessions' PATH that adds
+    # them (time namespaces shift only the monotonic clocks, never the wall clock).
+    clock_offset_s: int | None = None
 
 
 def readonly_tmp_dir(host_dir: Path) -> Path:
@@ -52,7 +55,7 @@ def sshd_config_lines(setup: HostSetup, host_dir: Path, base_env: Mapping[str, s
     env = {**base_env, **setup.env}
     if setup.readonly_tmp:  # mktemp -d follows TMPDIR: the host has no writable temp dir
         env["TMPDIR"] = str(readonly_tmp_dir(host_dir))
-    if setup.bpftrace is not None:
+    if setup.bpftrace is not None or setup.clock_offset_s is not None:
         env["PATH"] = f"{host_dir / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     if env:
         lines.append("SetEnv " + " ".join(f'"{name}={value}"' for name, value in env.items()))
@@ -63,6 +66,8 @@ def prepare_host_files(setup: HostSetup, host_dir: Path, etc: Path, controller_k
     """Write what SETUP needs: the broken bpftrace, the sudo user's /etc files and home."""
     if setup.bpftrace is not None:
         _write_bpftrace_wrapper(host_dir / "bin", setup.bpftrace)
+    if setup.clock_offset_s is not None:
+        _write_date_wrapper(host_dir / "bin", setup.clock_offset_s)
     if setup.readonly_tmp:
         readonly_tmp_dir(host_dir).mkdir()
     if setup.sudo_password is not None:
@@ -83,6 +88,20 @@ def _write_bpftrace_wrapper(bin_dir: Path, kind: str) -> None:
     bin_dir.mkdir(mode=0o755, exist_ok=True)
     script = bin_dir / "bpftrace"
     script.write_text(f'#!/bin/sh\ncase "${{1:-}}" in --version|-V|--info) exec {real} "$@";; esac\n{misbehave}')
+    script.chmod(0o755)
+
+
+def _write_date_wrapper(bin_dir: Path, offset_s: int) -> None:
+    """A `date` on the host's PATH whose clock reads OFFSET_S seconds off (every format, -d aside)."""
+    real = find_program("date") or "/bin/date"
+    bin_dir.mkdir(mode=0o755, exist_ok=True)
+    script = bin_dir / "date"
+    script.write_text(
+        "#!/bin/sh\n"
+        'case " $* " in *" -d"*|*" --date"*) exec ' + real + ' "$@" ;; esac\n'
+        f"now=$({real} +%s.%N)\n"
+        f'exec {real} -d "@$((${{now%.*}} + ({int(offset_s)}))).${{now#*.}}" "$@"\n'
+    )
     script.chmod(0o755)
 
 

@@ -1,4 +1,4 @@
-"""Pick a private /24 for a lab fleet that overlaps nothing already on the machine."""
+"""Pick a private subnet (a /24, or bigger for a big fleet) for a lab fleet that overlaps nothing on the machine."""
 
 from __future__ import annotations
 
@@ -29,13 +29,21 @@ def allocation_lock() -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def choose_free_subnet() -> IPv4Network:
-    """The first /24 of the pool that overlaps no route and no address on this machine."""
+def prefix_for(addresses: int) -> int:
+    """The longest prefix whose subnet holds ADDRESSES host addresses (network and broadcast aside)."""
+    prefix = 24
+    while (1 << (32 - prefix)) - 2 < addresses:
+        prefix -= 1
+    return prefix
+
+
+def choose_free_subnet(prefix: int = 24) -> IPv4Network:
+    """The first subnet of that size in the pool that overlaps no route and no address on this machine."""
     in_use = networks_in_use()
-    for candidate in CANDIDATE_POOL.subnets(new_prefix=24):
+    for candidate in CANDIDATE_POOL.subnets(new_prefix=prefix):
         if not any(candidate.overlaps(net) for net in in_use):
             return candidate
-    raise RuntimeError(f"no free /24 left in {CANDIDATE_POOL}; run cleanup_stale()")
+    raise RuntimeError(f"no free /{prefix} left in {CANDIDATE_POOL}; run cleanup_stale()")
 
 
 def networks_in_use() -> list[IPv4Network]:
