@@ -67,8 +67,13 @@ def sweep_from_results(
         started_at = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     if duration_s is None:
         duration_s = round(max(ends) - min(starts)) if starts and ends else 0
+    instants = [r["window_instant"] for r in results.values()
+                if isinstance(r, Mapping) and isinstance(r.get("window_instant"), (int, float))]  # fmt: skip
+    armed = any(isinstance(r, Mapping) and r.get("mode") == "armed" for r in results.values())
     document = {
         "schema_version": SCHEMA_VERSION,
+        "mode": "armed" if armed else "held",
+        "window_instant": min(instants) if instants else None,
         "started_at": format_time(started_at),
         "duration_s": duration_s,
         "port": port,

@@ -25,8 +25,8 @@ from fleetdiag.errors import UsageError
 from fleetdiag.model import HostCheck, HostResult, HostSpec, Status, Window
 
 MAX_DURATION_S = 3600
-# How long after the first host reaches the task the play's instant lies, per forks batch:
-# detection and the window's setup on every host of a batch fit in this (a held window waits there).
+# How long after the first host reaches the task the play's held-window instant lies: detection
+# and the window's setup on every host of the forks batch fit in this (a held window waits there).
 PLAY_LEAD_S = 5.0
 
 
@@ -146,12 +146,12 @@ def check_task_result(check: HostCheck) -> dict[str, Any]:
     return result
 
 
-def play_instant(play_id: str, hosts: int, forks: int, lead_s: float = PLAY_LEAD_S, root: Path | None = None) -> float:
+def play_instant(play_id: str, choose: Callable[[], float], root: Path | None = None) -> float:
     """The one instant every host of a play starts its window at (Unix time, controller clock).
 
-    The first host to ask sets it, from the play's size and forks: every forks batch gets
-    ``lead_s`` to detect and set up; the others read it from a controller-side file keyed by
-    the play (Ansible's forks are processes, so they share nothing else).
+    The first host to ask sets it (``choose()``, e.g. from the play's size and forks); the
+    others read it from a controller-side file keyed by the play's uuid: Ansible's forks are
+    processes and share nothing else.
     """
     directory = root or Path(tempfile.gettempdir()) / f"fleetdiag-ansible-{os.getuid()}"
     directory.mkdir(mode=0o700, exist_ok=True)
@@ -164,9 +164,19 @@ def play_instant(play_id: str, hosts: int, forks: int, lead_s: float = PLAY_LEAD
             return float(json.loads(file.read())["start_at"])
         except (ValueError, KeyError, TypeError):
             pass
-        batches = max(1, math.ceil(max(1, hosts) / max(1, forks)))
-        start_at = time.time() + lead_s * batches
+        start_at = choose()
         file.seek(0)
         file.truncate()
-        file.write(json.dumps({"start_at": start_at, "hosts": hosts, "forks": forks}))
-        return start_at
+        file.write(json.dumps({"start_at": start_at}))
+    _forget_old_instants(directory, keep=path)
+    return start_at
+
+
+def _forget_old_instants(directory: Path, keep: Path, max_age_s: float = 86400) -> None:
+    """Plays long over leave their instant files; the next play removes them."""
+    for old in directory.glob("*.instant"):
+        try:
+            if old != keep and time.time() - old.stat().st_mtime > max_age_s:
+                old.unlink()
+        except OSError:
+            pass  # another play's fork got there first

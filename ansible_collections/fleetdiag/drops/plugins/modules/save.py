@@ -46,12 +46,15 @@ attributes:
     description: In check mode nothing is saved.
   diff_mode:
     support: none
+    description: Nothing on the host changes, so there is no diff.
   platform:
+    support: full
     platforms: posix
+    description: Linux hosts reached by any connection plugin that runs a shell command.
 seealso:
   - module: fleetdiag.drops.window
 author:
-  - fleetdiag contributors
+  - fleetdiag contributors (@fleetdiag)
 """
 
 EXAMPLES = r"""

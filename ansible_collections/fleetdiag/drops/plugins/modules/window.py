@@ -45,8 +45,11 @@ attributes:
     description: Check mode runs detection only and reports every tracer's verdict.
   diff_mode:
     support: none
+    description: Nothing on the host changes, so there is no diff.
   platform:
+    support: full
     platforms: posix
+    description: Linux hosts reached by any connection plugin that runs a shell command.
 notes:
   - Any connection plugin that runs a shell command works; C(ssh) and C(local) are tested.
   - To turn the hosts' results into one fleetdiag document (C(fleetdiag report), C(history), C(diff)),
@@ -54,7 +57,7 @@ notes:
 seealso:
   - module: fleetdiag.drops.save
 author:
-  - fleetdiag contributors
+  - fleetdiag contributors (@fleetdiag)
 """
 
 EXAMPLES = r"""

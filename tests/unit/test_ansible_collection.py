@@ -1,0 +1,138 @@
+"""The fleetdiag.drops collection's pure parts: task options, the play's instant, results into one sweep."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from fleetdiag.ansible_armed import arm_lead_s, armed_document, armed_from, not_armed_result
+from fleetdiag.ansible_sweep import NO_RESULT, save_sweep, sweep_from_results
+from fleetdiag.ansible_task import play_instant, wait_until, window_options, window_task_result
+from fleetdiag.armed_sweep import ArmedHost
+from fleetdiag.errors import UsageError
+from fleetdiag.history import ResultsStore
+from fleetdiag.model import FlowDrop, HostResult, HostSpec, Status, frozen_map
+from fleetdiag.transport.ansible_connection import AnsibleTransport
+
+
+def test_window_options_defaults_and_templated_strings() -> None:
+    assert window_options({}) == window_options({"duration": 60, "tracer": "auto"})
+    options = window_options({"duration": "30", "port": "8888", "start_at": "1796190000.5", "tracer": "counters"})
+    assert (options.duration, options.port, options.start_at, options.tracer) == (30, 8888, 1796190000.5, "counters")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ({"duration": 0}, "duration: 0 is outside 1..3600"),
+        ({"duration": "soon"}, "duration: 'soon' is not a whole number"),
+        ({"tracer": "dtrace"}, "tracer: 'dtrace' is not one of auto, bpftrace, bcc, stap, counters"),
+        ({"port": 70000}, "port: 70000 is outside 1..65535"),
+        ({"start_at": "tomorrow"}, "start_at: 'tomorrow' is not a Unix time"),
+        ({"durations": 5}, "unsupported option(s) durations"),
+    ],
+)
+def test_window_options_name_the_bad_option(args: dict, says: str) -> None:
+    with pytest.raises(UsageError) as raised:
+        window_options(args)
+    assert says in str(raised.value)
+
+
+def test_the_first_host_sets_the_play_instant_and_the_others_read_it(tmp_path: Path) -> None:
+    chosen: list[float] = []
+    seen: list[float] = []
+
+    def choose() -> float:
+        chosen.append(100.0 + len(chosen))
+        return chosen[-1]
+
+    threads = [threading.Thread(target=lambda: seen.append(play_instant("play-1", choose, tmp_path))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert chosen == [100.0] and seen == [100.0] * 8
+    assert play_instant("play-2", lambda: 7.0, tmp_path) == 7.0  # another play, another instant
+
+
+def test_arm_lead_grows_with_the_forks_batches() -> None:
+    one = arm_lead_s(1.0, hosts=4, forks=4)
+    three = arm_lead_s(1.0, hosts=6, forks=2)
+    assert 1.0 < one < three
+    assert three - one == pytest.approx(1.0 * 1.5 * 2 * 2.0)  # two more batches of three trips
+
+
+def test_wait_until_holds_until_the_instant() -> None:
+    assert wait_until(None) is None
+    hold = wait_until(50.0, clock=lambda: 100.0)  # already past: no wait
+    assert hold is not None
+    hold()
+
+
+def test_armed_document_round_trips_through_json() -> None:
+    import json
+
+    armed = ArmedHost(HostSpec("web1", "10.0.0.5", become=True), "/tmp/fleetdiag-armed.abc123", "b" * 36,
+                      "@@facts", "bpftrace", "bpftrace:kfree_skb", "traced", 0.01, 0.05, 1000.0, 29)  # fmt: skip
+    document = json.loads(json.dumps(armed_document(armed, 30, "auto", 8888, instant=999.5)))
+    assert armed_from(document) == (armed, 30, "auto", 8888)
+    assert document["instant"] == 999.5
+    with pytest.raises(ValueError, match="not what fleetdiag.drops.arm returned"):
+        armed_from({"spec": {"name": "x"}})
+
+
+def test_a_host_the_arm_task_did_not_arm_keeps_its_failure() -> None:
+    unreachable = {"unreachable": True, "msg": "Failed to connect", "host": {"name": "h4", "status": "unreachable"}}
+    assert not_armed_result(unreachable) == {"changed": False, **unreachable}
+    assert not_armed_result({"changed": False})["failed"] is True
+
+
+def host(name: str, status: Status = Status.OK, **kwargs) -> HostResult:
+    return HostResult(name, f"10.0.0.{len(name)}", status, kernel="6.1.0", probe="bpftrace:kfree_skb", **kwargs)
+
+
+def test_results_make_one_sweep_with_every_host_and_its_reason(tmp_path: Path) -> None:
+    flow = FlowDrop("10.0.0.3", 5201, "10.0.0.4", 40000, None, "SOCKET_BACKLOG", 12)
+    dropping = host("h01", drops=frozen_map({"SOCKET_BACKLOG": 12}), flows=(flow,), window_start=1000.2, window_end=1010.2)
+    results = {
+        "h01": window_task_result(dropping),
+        "h02": window_task_result(host("h02", window_start=1000.0, window_end=1010.0)),
+        "h03": {"unreachable": True, "msg": "Failed to connect to the host via ssh: Connection refused", "changed": False},
+        "h04": {"skipped": True, "skip_reason": "Conditional result was False"},
+        "h05": None,
+    }
+    sweep = sweep_from_results(results, {"h03": "10.0.0.33"}, duration_s=10, port=5201)
+    by_name = {h.name: h for h in sweep.hosts}
+    assert list(by_name) == ["h01", "h02", "h03", "h04", "h05"]
+    assert by_name["h01"].flows == (flow,) and by_name["h01"].drops == {"SOCKET_BACKLOG": 12}
+    assert (by_name["h03"].status, by_name["h03"].error) == (Status.UNREACHABLE, results["h03"]["msg"])
+    assert by_name["h03"].address == "10.0.0.33"
+    assert by_name["h04"].status is Status.FAILED and "skipped" in by_name["h04"].error
+    assert (by_name["h05"].status, by_name["h05"].error) == (Status.FAILED, NO_RESULT)
+    assert sweep.started_at.timestamp() == 1000.0 and sweep.port == 5201
+
+    record, path = save_sweep(sweep, tmp_path / "results", prom_file=str(tmp_path / "drops.prom"))
+    store = ResultsStore.open(tmp_path / "results")
+    assert [r.id for r in store.records()] == [record.id] and path.exists()
+    _, loaded = store.load(record.id)
+    assert [h.status for h in loaded.hosts] == [h.status for h in sweep.hosts]
+    assert "SOCKET_BACKLOG" in (tmp_path / "drops.prom").read_text()
+
+
+def test_ansible_transport_gives_stdin_and_reads_ansibles_result() -> None:
+    calls: list[tuple[str, bytes]] = []
+
+    def execute(command: str, stdin: bytes) -> dict:
+        calls.append((command, stdin))
+        return {"rc": 3, "stdout": "a\nb\n", "stderr": "oops"}
+
+    lines: list[str] = []
+    transport = AnsibleTransport(execute)
+    assert transport.can_answer is False
+    result = transport.run("echo 'it''s'", timeout=5, on_line=lines.append)
+    assert (result.stdout, result.stderr, result.exit_code, lines) == ("a\nb\n", "oops", 3, ["a", "b"])
+    assert calls[0] == ("sh -c 'echo '\"'\"'it'\"'\"''\"'\"'s'\"'\"''", b"\n")  # quoted; a newline keeps ssh off a tty
+    transport.run_with_input("cat", b"1\n\n")
+    assert calls[1][1] == b"1\n\n"
