@@ -52,10 +52,8 @@ def render(value: Any, variables: Mapping[str, Any], depth: int = 0) -> Any:
     if depth > _MAX_DEPTH:
         raise TemplateProblem("the template refers to itself in a loop")
     if any(marker in _REFERENCE.sub("", value) for marker in _MARKERS):
-        raise TemplateProblem(
-            "the built-in reader renders only plain variable references such as '{{ name }}'; "
-            + ANSIBLE_READER_ADVICE
-        )
+        # The advice to use the ansible reader comes once, as the error's hint.
+        raise TemplateProblem("the built-in reader renders only plain variable references such as '{{ name }}'")
     whole = _REFERENCE.fullmatch(value)
     if whole is not None:  # Ansible's native types: "{{ port }}" is the number itself
         return render(_lookup(whole.group(1), variables), variables, depth + 1)
@@ -63,6 +61,6 @@ def render(value: Any, variables: Mapping[str, Any], depth: int = 0) -> Any:
 
 
 def _lookup(name: str, variables: Mapping[str, Any]) -> Any:
-    if name not in variables or variables[name] is None and name not in variables:
+    if name not in variables:
         raise TemplateProblem(f"the template refers to '{name}', which is undefined for this host")
     return variables[name]
