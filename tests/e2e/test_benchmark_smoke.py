@@ -56,3 +56,13 @@ def test_aligned_floor_benchmark_runs_every_floor_on_every_host() -> None:
     for floor in ("(f0)", "(f1)", "(c)"):  # exit 0 said no host failed; each watched its 1 s window after go
         wall, go, after = float(rows[floor][0]), float(rows[floor][4]), float(rows[floor][5])
         assert 0 < go < wall and after >= 1.0, done.stdout
+
+
+def test_storm_coverage_benchmark_prints_every_run() -> None:
+    done = run_benchmark("storm_coverage.py", "--runs", "1")
+    for label in ("baseline, 1 probe: ", "run 1, 4 probes: "):
+        (line,) = [line for line in done.stdout.splitlines() if line.startswith(label)]
+        assert "SOCKET_BACKLOG " in line and "PROTO_MEM " in line, done.stdout
+        assert "(shortfalls within them: True)" in line, done.stdout  # every shortfall within the counted misses
+        assert re.search(r"program runs, \d+\.\d\d us each", line), done.stdout
+    assert "median us per program run with 4 probes / with 1: " in done.stdout
