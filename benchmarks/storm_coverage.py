@@ -63,6 +63,8 @@ def one_run(fleet: LabFleet, scratch: Path, probes: int, plan: StormPlan) -> dic
         "within": all(r["within_misses"] for r in rx["reconciliation"]),
         "runs": runs,
         "us_per_run": ns / runs / 1000 if runs else float("nan"),
+        # Every probe's programs run for every kfree_skb of the machine: their time over the drops traced.
+        "us_per_drop": ns / max(sum(s["events"] for s in stats), 1) / 1000 if runs else float("nan"),
     }
     if "h03" in by_name:
         figures["nft"] = (by_name["h03"]["drops"].get("NETFILTER_DROP", 0), plan.nft_syns)
@@ -95,7 +97,8 @@ def main() -> int:
                       f"NO_SOCKET {_pct(figures['no_socket'])}"
                       + (f", NETFILTER_DROP {_pct(figures['nft'])}" if "nft" in figures else "")
                       + f"; recursion misses {figures['misses']} (shortfalls within them: {figures['within']}); "
-                      f"{figures['runs']:,} program runs, {figures['us_per_run']:.2f} us each", flush=True)  # fmt: skip
+                      f"{figures['runs']:,} program runs, {figures['us_per_run']:.2f} us each, "
+                      f"{figures['us_per_drop']:.2f} us of BPF per traced drop", flush=True)  # fmt: skip
         finally:
             BPF_STATS.write_text(previous + "\n")
             remove_nft_drop(fleet, fleet.host("h03"))

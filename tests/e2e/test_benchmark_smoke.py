@@ -65,3 +65,13 @@ def test_armed_scale_benchmark_runs_both_sides_over_an_armed_fleet() -> None:
     if "ansible not installed" not in done.stdout:
         assert re.search(r"ansible\s+3  wall\s+\d+\.\d s  ok\s+3/3", done.stdout), done.stdout
         assert re.search(r"fleetdiag/ansible wall \d+\.\d\dx", done.stdout), done.stdout
+
+
+def test_storm_coverage_benchmark_prints_every_run() -> None:
+    done = run_benchmark("storm_coverage.py", "--runs", "1")
+    for label in ("baseline, 1 probe: ", "run 1, 4 probes: "):
+        (line,) = [line for line in done.stdout.splitlines() if line.startswith(label)]
+        assert "SOCKET_BACKLOG " in line and "PROTO_MEM " in line, done.stdout
+        assert "(shortfalls within them: True)" in line, done.stdout  # every shortfall within the counted misses
+        assert re.search(r"program runs, \d+\.\d\d us each", line), done.stdout
+    assert "median us per program run with 4 probes / with 1: " in done.stdout
