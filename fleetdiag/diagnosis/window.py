@@ -209,6 +209,9 @@ def _advice(host: HostResult, flow: FlowDrop, rule: LimitRule, fit: int | None, 
     if rmem_max is not None and so_rcvbuf > rmem_max:
         cap = f" (above net.core.rmem_max {rmem_max}: raise it, or use SO_RCVBUFFORCE)"
     upgrade = ""
+    if rule.coef == 1:
+        # Measured on the lab guest: draining the backlog counts its skbs twice until __release_sock ends.
+        upgrade += "; before ec00ed472bdb the backlog counts what the owner drains twice, so half of it leaves headroom"
     if rule.coef == 1 and fix_rule is None:
         upgrade = ("; or upgrade to a kernel with ec00ed472bdb (6.10+, some stable series), whose "
                    "2*rcvbuf + sndbuf/2 + 64K limit holds this window at any rcvbuf")  # fmt: skip

@@ -5,10 +5,9 @@ near 3.8) while the guest's receiver lets autotuning grow rcvbuf (tcp_rmem max 6
 origin host), then holds one recv() with the socket owned. A bpftrace counter checks every
 tcp_add_backlog call against each kernel's limit. Debian's 6.1.192 has ec00ed472bdb (limit
 2*rcvbuf + sndbuf/2 + 64K): it drops nothing, as the window arithmetic predicts (a*r = 1.9 < 2).
-Whether the autotuned socket also passes the mainline 6.1 limit varies run to run (5, 0, 0 calls
-measured: pruning raises an unlocked rcvbuf, and the limit, as the queue grows), so it is reported,
-not asserted. The same traffic with SO_RCVBUF set by the receiver to the value fleetdiag's verdict
-computes from the first run stays under the mainline limit too. docs/backlog-drops.md has the numbers.
+Whether either socket passes the mainline 6.1 limit varies run to run (autotuned 5, 0, 0 calls;
+with fleetdiag's SO_RCVBUF 0, 0, 1), so those counts are printed, not asserted: on this kernel the
+difference the origin case saw cannot be shown. docs/backlog-drops.md has the numbers.
 """
 
 from __future__ import annotations
@@ -62,9 +61,11 @@ def test_autotuned_window_outgrows_the_6_1_limit_and_the_advised_so_rcvbuf_does_
     # doubled limit at any rcvbuf, and only under a few tens of KB of rcvbuf under the mainline one.
     assert evidence["largest_fitting_rcvbuf_with_ec00ed472bdb"] is None and auto.limits["over_ec00"] == 0
     assert evidence["largest_fitting_rcvbuf"] < auto.limits["rcvbuf_max"]
-    # The same traffic with the advised SO_RCVBUF, set by the receiver: locked at twice the value, and
-    # nothing over the mainline 6.1 limit the advice was computed for (3.10's is reported, not asserted).
+    # The same traffic with the advised SO_RCVBUF, set by the receiver: locked at twice the value, no
+    # drop, nothing over this kernel's limit, and the backlog+rmem it reached is a small fraction of
+    # what the autotuned socket held. Over the mainline 6.1 limit it went 0, 0 and 1 times in three
+    # runs (the backlog still counts what the owner moved into the queue until release_sock() ends:
+    # ec00ed472bdb's reason), so that count is printed, not asserted.
     assert locked.warm["rcvbuf"] == 2 * so_rcvbuf
-    assert locked.limits["calls"] > 0, locked.limits
-    assert locked.limits["over_6_1"] == 0, locked.limits
-    assert locked.drops == 0
+    assert locked.limits["calls"] > 0 and locked.limits["over_ec00"] == 0 and locked.drops == 0, locked.limits
+    assert locked.limits["peak"] * 10 < auto.limits["peak"], (locked.limits, auto.limits)
