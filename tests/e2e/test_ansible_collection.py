@@ -187,3 +187,29 @@ def test_more_hosts_than_forks_watch_one_armed_window(tmp_path):
             assert host["clock_offset_s"] is not None and host["clock_bound_s"] < 1.0
         leftovers = fleet.leftovers()
         assert leftovers == {"processes": [], "temp_files": []}, leftovers
+
+
+def test_become_with_a_vault_encrypted_password(tmp_path):
+    from tests.lab.host_setup import SUDO_USER, HostSetup
+
+    password = "s3cret-Become-pw"
+    with LabFleet(1, setups={"h01": HostSetup(sudo_password=password)}) as fleet:
+        vault_file = tmp_path / "vault-pass"
+        vault_file.write_text("vault-pass-for-the-test\n")
+        encrypted = subprocess.run(
+            [sys.executable, "-m", "ansible", "vault", "encrypt_string", "--vault-password-file", str(vault_file),
+             password, "--name", "ansible_become_password"],  # fmt: skip
+            capture_output=True, text=True, timeout=60, env=ansible_env(tmp_path), check=True,
+        ).stdout  # fmt: skip
+        inventory = lab_inventory(fleet, tmp_path / "hosts.yml", ansible_user=SUDO_USER)
+        (tmp_path / "group_vars").mkdir()
+        (tmp_path / "group_vars" / "all.yml").write_text(encrypted)
+        proc = playbook(tmp_path, inventory, "-e", "fleetdiag_duration=2", "-b", "--vault-password-file", str(vault_file))
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, out + err
+        (host,) = saved_document(tmp_path)["hosts"]
+        # bpftrace runs only as root: the login user is ops, so become (sudo, its password) worked.
+        assert (host["status"], host["probe"]) == ("ok", "bpftrace:kfree_skb"), host["error"]
+        saved = next((tmp_path / "results" / "sweeps").glob("*.json")).read_text()
+        assert password not in out + err + saved
+        assert fleet.leftovers()["processes"] == []
