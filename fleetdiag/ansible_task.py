@@ -146,30 +146,57 @@ def check_task_result(check: HostCheck) -> dict[str, Any]:
     return result
 
 
-def play_instant(play_id: str, choose: Callable[[], float], root: Path | None = None) -> float:
+def play_instant(play_id: str, choose: Callable[[list[float]], float], root: Path | None = None) -> float:
     """The one instant every host of a play starts its window at (Unix time, controller clock).
 
-    The first host to ask sets it (``choose()``, e.g. from the play's size and forks); the
-    others read it from a controller-side file keyed by the play's uuid: Ansible's forks are
-    processes and share nothing else.
+    The first host to ask sets it: ``choose(arrivals)`` gets when each host so far reached the
+    task (``note_arrival``: how fast Ansible is starting them). The others read it from a
+    controller-side file keyed by the play's uuid: Ansible's forks are processes and share
+    nothing else.
     """
+    path = _play_file(play_id, root)
+    with open(path, "a+", encoding="utf-8") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        state = _read_state(file)
+        if isinstance(state.get("start_at"), (int, float)):
+            return float(state["start_at"])
+        state["start_at"] = choose(sorted(float(t) for t in state.get("arrivals", [])))
+        _write_state(file, state)
+    _forget_old_instants(path.parent, keep=path)
+    return float(state["start_at"])
+
+
+def note_arrival(play_id: str, root: Path | None = None, clock: Callable[[], float] = time.time) -> None:
+    """Record that one more host reached the task (before the instant is set; a few bytes per host)."""
+    with open(_play_file(play_id, root), "a+", encoding="utf-8") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        state = _read_state(file)
+        if "start_at" not in state:
+            state.setdefault("arrivals", []).append(clock())
+            _write_state(file, state)
+
+
+def _play_file(play_id: str, root: Path | None) -> Path:
     directory = root or Path(tempfile.gettempdir()) / f"fleetdiag-ansible-{os.getuid()}"
     directory.mkdir(mode=0o700, exist_ok=True)
     safe = "".join(c for c in play_id if c.isalnum() or c in "-_") or "play"
-    path = directory / f"{safe}.instant"
-    with open(path, "a+", encoding="utf-8") as file:
-        fcntl.flock(file, fcntl.LOCK_EX)
-        file.seek(0)
-        try:
-            return float(json.loads(file.read())["start_at"])
-        except (ValueError, KeyError, TypeError):
-            pass
-        start_at = choose()
-        file.seek(0)
-        file.truncate()
-        file.write(json.dumps({"start_at": start_at}))
-    _forget_old_instants(directory, keep=path)
-    return start_at
+    return directory / f"{safe}.instant"
+
+
+def _read_state(file: Any) -> dict[str, Any]:
+    file.seek(0)
+    try:
+        state = json.loads(file.read() or "{}")
+    except ValueError:
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _write_state(file: Any, state: dict[str, Any]) -> None:
+    file.seek(0)
+    file.truncate()
+    file.write(json.dumps(state))
+    file.flush()
 
 
 def _forget_old_instants(directory: Path, keep: Path, max_age_s: float = 86400) -> None:

@@ -34,6 +34,6 @@ class ActionModule(FleetdiagAction):
             return dict(result, **ansible_task.check_task_result(ansible_task.run_check(spec, self.transport(), options)))
         start_at = options.start_at
         if start_at is None:
-            start_at = ansible_task.play_instant(self.play_id(), lambda: time.time() + ansible_task.PLAY_LEAD_S)
+            start_at = ansible_task.play_instant(self.play_id(), lambda _arrivals: time.time() + ansible_task.PLAY_LEAD_S)
         host = ansible_task.run_window(spec, self.transport(), options, start_at)
         return dict(result, **ansible_task.window_task_result(host, options.port))
