@@ -25,9 +25,6 @@ from fleetdiag.errors import UsageError
 from fleetdiag.model import HostCheck, HostResult, HostSpec, Status, Window
 
 MAX_DURATION_S = 3600
-# How long after the first host reaches the task the play's held-window instant lies: detection
-# and the window's setup on every host of the forks batch fit in this (a held window waits there).
-PLAY_LEAD_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -95,10 +92,39 @@ def wait_until(start_at: float | None, clock: Callable[[], float] = time.time) -
     return hold
 
 
-def run_window(spec: HostSpec, transport: Any, options: WindowOptions, start_at: float | None) -> HostResult:
-    """One window on one host with fleetdiag's collector, starting at START_AT when it is given."""
+def play_hold(play_id: str, hosts: int, forks: int, instants: list[float] | None = None,
+              began: float | None = None) -> Callable[[], None]:  # fmt: skip
+    """The collector's ``before_window`` for a held window at the play's instant.
+
+    The first host past detection sets the instant (``play_instant``) as an armed play does, from
+    its own trip and the rate Ansible is starting the play's hosts at; each host holds there until
+    it, and appends it to INSTANTS.
+    """
+    from fleetdiag.ansible_armed import arm_lead_s
+
+    started = time.monotonic() if began is None else began
+
+    def hold() -> None:
+        elapsed = time.monotonic() - started
+
+        def choose(arrivals: list[float]) -> float:
+            now = time.time()
+            return now + arm_lead_s(elapsed, hosts, forks, arrivals, now)
+
+        start_at = play_instant(play_id, choose)
+        if instants is not None:
+            instants.append(start_at)
+        wait_until(start_at)()  # type: ignore[misc]
+
+    return hold
+
+
+def run_window(spec: HostSpec, transport: Any, options: WindowOptions,
+               start_at: float | Callable[[], None] | None) -> HostResult:  # fmt: skip
+    """One window on one host with fleetdiag's collector, starting at START_AT (a time, or a hold) when given."""
     window = Window(duration_s=options.duration, port=options.port)
-    return collect_host(spec, transport, window, options.tracer, before_window=wait_until(start_at))
+    hold = start_at if callable(start_at) else wait_until(start_at)
+    return collect_host(spec, transport, window, options.tracer, before_window=hold)
 
 
 def run_check(spec: HostSpec, transport: Any, options: WindowOptions) -> HostCheck:
