@@ -113,9 +113,9 @@ def test_sweep_playbook_finds_real_backlog_drops(lab_fleet, lab_roles, unreachab
         assert hosts[quiet]["status"] == "ok", hosts[quiet]["error"]
         assert hosts[quiet]["counters"]["TCPBacklogDrop"] == 0
         assert "SOCKET_BACKLOG" not in hosts[quiet]["drops"]
-    # One window at one instant (one forks batch: held in one task): each opens once its probe watches,
-    # after the instant by bpftrace's attach time (three attaching at once on 2 shared cores: seconds).
-    assert doc["mode"] == "held"
+    # One window, armed for one instant: each opens once its probe watches, after the instant by
+    # bpftrace's attach time (three attaching at once on the lab's 2 shared cores: up to seconds).
+    assert doc["mode"] == "armed"
     starts = [hosts[n]["window_start"] for n in ("h01", "h02", "h03")]
     assert doc["window_instant"] - 0.2 <= min(starts) and max(starts) <= doc["window_instant"] + ATTACH_ALLOWANCE_S + 5
 
@@ -192,8 +192,7 @@ def test_more_hosts_than_forks_watch_one_armed_window(tmp_path):
         hosts = {h["name"]: h for h in doc["hosts"]}
         assert sorted(hosts) == ["h01", "h02", "h03", "h04", "h05"], hosts  # --limit as Ansible reads it
         assert {h["status"] for h in hosts.values()} == {"ok"}, hosts
-        # Three forks batches, one armed window: every host's (clock-corrected) start within 1 s.
-        assert doc["mode"] == "armed"
+        # Three forks batches, one window: every host's (clock-corrected) start within 1 s.
         starts = [h["window_start"] for h in hosts.values()]
         assert max(starts) - min(starts) <= 1.0, starts
         assert doc["window_instant"] - 0.2 <= min(starts) <= doc["window_instant"] + 1.0
