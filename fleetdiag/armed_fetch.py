@@ -55,7 +55,7 @@ def finish(
     """Wait for the window, fetch every armed host's result (ending windows early on a stop): the sweep."""
     wait_for_window(fleet, stop)
     notify = progress or (lambda *_: None)
-    ramp = ConnectRamp(ssh, limit=min(max(1, forks), handshakes))
+    ramp = ConnectRamp(ssh, limit=min(max(1, forks), handshakes), retries=0)  # fetch_host retries
     stopping = stop.requested.is_set()
 
     def fetch_one(armed: ArmedHost) -> HostResult:

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from fleetdiag.collector import DETECTION_TIMEOUT_S, check_host, collect_host
+from fleetdiag.connect_ramp import DEFAULT_HANDSHAKES, ConnectRamp
 from fleetdiag.errors import HostError, UnreachableError
 from fleetdiag.interrupt import StopRequest
 from fleetdiag.live import LiveCallback
@@ -80,8 +81,11 @@ def collect_one(
     stop: StopRequest | None = None,
     run: _HostRun | None = None,
     modules: ModuleBuilds | None = None,
+    ramp: ConnectRamp | None = None,
 ) -> HostResult:
-    """Connect to one host and collect; never raises for that host's failures."""
+    """Connect to one host and collect; never raises for that host's failures.
+
+    ``ramp`` (a sweep's) keeps the handshakes in flight few and retries those that time out."""
     notify = progress or (lambda *_: None)
     run = run or _HostRun(spec)
     stop = stop or StopRequest()
@@ -99,7 +103,7 @@ def collect_one(
         if stop.requested.is_set():
             result = _interrupted(spec, stop, "before connecting")
         else:
-            result = _connect_and_collect(spec, options, run, before_window, notify, modules)
+            result = _connect_and_collect(spec, options, run, before_window, notify, modules, ramp)
     except Exception as exc:  # a bug on one host must not cost the others their results
         log.debug("unexpected error on %s", spec.name, exc_info=True)
         result = HostResult(spec.name, spec.address, Status.FAILED, error=f"internal error: {exc!r}")
@@ -117,10 +121,11 @@ def _connect_and_collect(
     before_window: Callable[[], None],
     notify: Callable[[str, str, HostResult | None], None],
     modules: ModuleBuilds | None = None,
+    ramp: ConnectRamp | None = None,
 ) -> HostResult:
     notify(spec.name, "connecting", None)
     try:
-        run.transport = open_transport(spec, options.ssh)
+        run.transport = ramp.open(spec) if ramp is not None else open_transport(spec, options.ssh)
     except UnreachableError as exc:
         return HostResult(spec.name, spec.address, Status.UNREACHABLE, error=str(exc))
     try:
@@ -149,10 +154,11 @@ def run_sweep(
     forks = max(1, options.forks)
     # One systemtap build per kernel release for the whole sweep, kept for the next one.
     modules = ModuleBuilds(ModuleCache(options.module_cache or default_cache_dir()))
+    ramp = ConnectRamp(options.ssh, limit=min(forks, DEFAULT_HANDSHAKES))
     for first in range(0, len(runs), forks):
         if stop.requested.is_set():
             break
-        _run_batch(runs[first : first + forks], options, progress, stop, modules)
+        _run_batch(runs[first : first + forks], options, progress, stop, modules, ramp)
     results = tuple(_final_result(run, stop) for run in runs)
     return Sweep(
         started_at=started,
@@ -168,6 +174,7 @@ def _run_batch(
     progress: ProgressCallback | None,
     stop: StopRequest,
     modules: ModuleBuilds | None = None,
+    ramp: ConnectRamp | None = None,
 ) -> None:
     """Run one batch to the end, or until a stop request and its grace period are over."""
     gate = WindowGate(len(batch), options.gate_timeout()) if options.align_windows else None
@@ -183,7 +190,7 @@ def _run_batch(
         nonlocal finished
         go.wait()
         try:
-            run.result = collect_one(run.spec, options, progress, gate, stop, run, modules)
+            run.result = collect_one(run.spec, options, progress, gate, stop, run, modules, ramp)
         finally:
             with lock:
                 finished += 1
