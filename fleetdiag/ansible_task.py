@@ -146,11 +146,11 @@ def window_task_result(host: HostResult, port: int | None = None) -> dict[str, A
         result.update(failed=True, msg=host.error)
     else:
         drops = sum(host.drops.values())
-        result["msg"] = f"{host.probe}: {drops} drop(s) in {options_window_s(host)}"
+        result["msg"] = f"{host.probe}: {drops} drop(s) in {_window_words(host)}"
     return result
 
 
-def options_window_s(host: HostResult) -> str:
+def _window_words(host: HostResult) -> str:
     """The window's length as the host measured it, for the task's one-line message."""
     if host.window_start is None or host.window_end is None:
         return "its window"
