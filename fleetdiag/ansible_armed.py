@@ -48,14 +48,32 @@ echo "@@fleetdiag clock $now $(cat /proc/sys/kernel/random/boot_id 2>/dev/null)\
 _SPEC_FIELDS = ("name", "address", "port", "user", "become", "connection")
 
 
-def arm_lead_s(elapsed_s: float, hosts: int, forks: int) -> float:
+# Before a second host has reached the task, how long Ansible is taken to need per host to start the
+# next one (its linear strategy starts workers one by one: about this on a busy 2-core controller).
+DEFAULT_STAGGER_S = 0.1
+
+
+def arm_lead_s(elapsed_s: float, hosts: int, forks: int, arrivals: list[float] | None = None,
+               now: float | None = None) -> float:  # fmt: skip
     """How far ahead of now the play's instant lies, from the first host's detection and clock trips.
 
-    Its arm trip is left (half as long again), and each further forks batch takes about the
-    three trips; WAVE_FACTOR leaves room for slower hosts, as collect's armed sweeps do.
+    Its arm trip is left (half as long again); the rest of the first forks batch is still being
+    started by Ansible (at the rate ARRIVALS show, the times hosts reached the task so far); each
+    further batch takes about the three trips. WAVE_FACTOR leaves room for slower hosts, as
+    collect's armed sweeps do.
     """
     waves = max(1, math.ceil(max(1, hosts) / max(1, forks)))
-    return MIN_LEAD_S + elapsed_s * (0.5 + 1.5 * (waves - 1)) * WAVE_FACTOR
+    first_wave = min(max(1, hosts), max(1, forks))
+    arrivals = sorted(arrivals or [])
+    now = time.time() if now is None else now
+    if len(arrivals) >= 2 and arrivals[-1] > arrivals[0]:
+        per_host = (arrivals[-1] - arrivals[0]) / (len(arrivals) - 1)
+    else:
+        per_host = DEFAULT_STAGGER_S
+    still_starting = max(0, first_wave - len(arrivals)) * per_host
+    if arrivals:  # the last arrival's own trips are not done either
+        still_starting += max(0.0, arrivals[-1] + elapsed_s - now)
+    return MIN_LEAD_S + (elapsed_s * (0.5 + 1.5 * (waves - 1)) + still_starting) * WAVE_FACTOR
 
 
 def arm(

@@ -25,9 +25,6 @@ from fleetdiag.errors import UsageError
 from fleetdiag.model import HostCheck, HostResult, HostSpec, Status, Window
 
 MAX_DURATION_S = 3600
-# How long after the first host reaches the task the play's held-window instant lies: detection
-# and the window's setup on every host of the forks batch fit in this (a held window waits there).
-PLAY_LEAD_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -95,10 +92,39 @@ def wait_until(start_at: float | None, clock: Callable[[], float] = time.time) -
     return hold
 
 
-def run_window(spec: HostSpec, transport: Any, options: WindowOptions, start_at: float | None) -> HostResult:
-    """One window on one host with fleetdiag's collector, starting at START_AT when it is given."""
+def play_hold(play_id: str, hosts: int, forks: int, instants: list[float] | None = None,
+              began: float | None = None) -> Callable[[], None]:  # fmt: skip
+    """The collector's ``before_window`` for a held window at the play's instant.
+
+    The first host past detection sets the instant (``play_instant``) as an armed play does, from
+    its own trip and the rate Ansible is starting the play's hosts at; each host holds there until
+    it, and appends it to INSTANTS.
+    """
+    from fleetdiag.ansible_armed import arm_lead_s
+
+    started = time.monotonic() if began is None else began
+
+    def hold() -> None:
+        elapsed = time.monotonic() - started
+
+        def choose(arrivals: list[float]) -> float:
+            now = time.time()
+            return now + arm_lead_s(elapsed, hosts, forks, arrivals, now)
+
+        start_at = play_instant(play_id, choose)
+        if instants is not None:
+            instants.append(start_at)
+        wait_until(start_at)()  # type: ignore[misc]
+
+    return hold
+
+
+def run_window(spec: HostSpec, transport: Any, options: WindowOptions,
+               start_at: float | Callable[[], None] | None) -> HostResult:  # fmt: skip
+    """One window on one host with fleetdiag's collector, starting at START_AT (a time, or a hold) when given."""
     window = Window(duration_s=options.duration, port=options.port)
-    return collect_host(spec, transport, window, options.tracer, before_window=wait_until(start_at))
+    hold = start_at if callable(start_at) else wait_until(start_at)
+    return collect_host(spec, transport, window, options.tracer, before_window=hold)
 
 
 def run_check(spec: HostSpec, transport: Any, options: WindowOptions) -> HostCheck:
@@ -120,11 +146,11 @@ def window_task_result(host: HostResult, port: int | None = None) -> dict[str, A
         result.update(failed=True, msg=host.error)
     else:
         drops = sum(host.drops.values())
-        result["msg"] = f"{host.probe}: {drops} drop(s) in {options_window_s(host)}"
+        result["msg"] = f"{host.probe}: {drops} drop(s) in {_window_words(host)}"
     return result
 
 
-def options_window_s(host: HostResult) -> str:
+def _window_words(host: HostResult) -> str:
     """The window's length as the host measured it, for the task's one-line message."""
     if host.window_start is None or host.window_end is None:
         return "its window"
@@ -146,30 +172,57 @@ def check_task_result(check: HostCheck) -> dict[str, Any]:
     return result
 
 
-def play_instant(play_id: str, choose: Callable[[], float], root: Path | None = None) -> float:
+def play_instant(play_id: str, choose: Callable[[list[float]], float], root: Path | None = None) -> float:
     """The one instant every host of a play starts its window at (Unix time, controller clock).
 
-    The first host to ask sets it (``choose()``, e.g. from the play's size and forks); the
-    others read it from a controller-side file keyed by the play's uuid: Ansible's forks are
-    processes and share nothing else.
+    The first host to ask sets it: ``choose(arrivals)`` gets when each host so far reached the
+    task (``note_arrival``: how fast Ansible is starting them). The others read it from a
+    controller-side file keyed by the play's uuid: Ansible's forks are processes and share
+    nothing else.
     """
+    path = _play_file(play_id, root)
+    with open(path, "a+", encoding="utf-8") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        state = _read_state(file)
+        if isinstance(state.get("start_at"), (int, float)):
+            return float(state["start_at"])
+        state["start_at"] = choose(sorted(float(t) for t in state.get("arrivals", [])))
+        _write_state(file, state)
+    _forget_old_instants(path.parent, keep=path)
+    return float(state["start_at"])
+
+
+def note_arrival(play_id: str, root: Path | None = None, clock: Callable[[], float] = time.time) -> None:
+    """Record that one more host reached the task (before the instant is set; a few bytes per host)."""
+    with open(_play_file(play_id, root), "a+", encoding="utf-8") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        state = _read_state(file)
+        if "start_at" not in state:
+            state.setdefault("arrivals", []).append(clock())
+            _write_state(file, state)
+
+
+def _play_file(play_id: str, root: Path | None) -> Path:
     directory = root or Path(tempfile.gettempdir()) / f"fleetdiag-ansible-{os.getuid()}"
     directory.mkdir(mode=0o700, exist_ok=True)
     safe = "".join(c for c in play_id if c.isalnum() or c in "-_") or "play"
-    path = directory / f"{safe}.instant"
-    with open(path, "a+", encoding="utf-8") as file:
-        fcntl.flock(file, fcntl.LOCK_EX)
-        file.seek(0)
-        try:
-            return float(json.loads(file.read())["start_at"])
-        except (ValueError, KeyError, TypeError):
-            pass
-        start_at = choose()
-        file.seek(0)
-        file.truncate()
-        file.write(json.dumps({"start_at": start_at}))
-    _forget_old_instants(directory, keep=path)
-    return start_at
+    return directory / f"{safe}.instant"
+
+
+def _read_state(file: Any) -> dict[str, Any]:
+    file.seek(0)
+    try:
+        state = json.loads(file.read() or "{}")
+    except ValueError:
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _write_state(file: Any, state: dict[str, Any]) -> None:
+    file.seek(0)
+    file.truncate()
+    file.write(json.dumps(state))
+    file.flush()
 
 
 def _forget_old_instants(directory: Path, keep: Path, max_age_s: float = 86400) -> None:

@@ -165,18 +165,33 @@ def test_local_connection_sweeps_the_controller(tmp_path):
     assert doc["port"] == 5999
     assert 1.5 < host["window_end"] - host["window_start"] < 4
 
+    # fleetdiag.drops.window on its own: a held window in the task, the same record.
+    tree = tmp_path / "tree"
+    adhoc = subprocess.run(
+        [sys.executable, "-m", "ansible", "adhoc", "-i", str(inventory), "controller", "-m", "fleetdiag.drops.window",
+         "-a", "duration=2 tracer=counters", "-t", str(tree)],  # fmt: skip
+        capture_output=True, text=True, timeout=120, env=ansible_env(tmp_path), cwd=tmp_path,
+    )  # fmt: skip
+    assert adhoc.returncode == 0, adhoc.stdout + adhoc.stderr
+    result = json.loads((tree / "controller").read_text())
+    assert result["changed"] is False and result["flows"] == []
+    assert (result["host"]["status"], result["host"]["probe"]) == ("ok", "counters+ss")
+    assert result["host"]["counters"]["TCPBacklogDrop"] >= 0
+
 
 def test_more_hosts_than_forks_watch_one_armed_window(tmp_path):
     with LabFleet(6, private_tmp=True) as fleet:
         inventory = lab_inventory(fleet, tmp_path / "hosts.yml")
         # counters: a window that opens at the instant itself (no probe to attach), so the spread
         # measured is the arming's alone.
-        proc = playbook(tmp_path, inventory, "-e", "fleetdiag_duration=6", "-e", "fleetdiag_tracer=counters", "-f", "2")
+        proc = playbook(tmp_path, inventory, "-e", "fleetdiag_duration=6", "-e", "fleetdiag_tracer=counters", "-f", "2",
+                        "-l", "all:!h06")  # fmt: skip
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, out + err
         doc = saved_document(tmp_path)
         hosts = {h["name"]: h for h in doc["hosts"]}
-        assert len(hosts) == 6 and {h["status"] for h in hosts.values()} == {"ok"}, hosts
+        assert sorted(hosts) == ["h01", "h02", "h03", "h04", "h05"], hosts  # --limit as Ansible reads it
+        assert {h["status"] for h in hosts.values()} == {"ok"}, hosts
         # Three forks batches, one window: every host's (clock-corrected) start within 1 s.
         starts = [h["window_start"] for h in hosts.values()]
         assert max(starts) - min(starts) <= 1.0, starts
@@ -187,3 +202,29 @@ def test_more_hosts_than_forks_watch_one_armed_window(tmp_path):
             assert host["clock_offset_s"] is not None and host["clock_bound_s"] < 1.0
         leftovers = fleet.leftovers()
         assert leftovers == {"processes": [], "temp_files": []}, leftovers
+
+
+def test_become_with_a_vault_encrypted_password(tmp_path):
+    from tests.lab.host_setup import SUDO_USER, HostSetup
+
+    password = "s3cret-Become-pw"
+    with LabFleet(1, setups={"h01": HostSetup(sudo_password=password)}) as fleet:
+        vault_file = tmp_path / "vault-pass"
+        vault_file.write_text("vault-pass-for-the-test\n")
+        encrypted = subprocess.run(
+            [sys.executable, "-m", "ansible", "vault", "encrypt_string", "--vault-password-file", str(vault_file),
+             password, "--name", "ansible_become_password"],  # fmt: skip
+            capture_output=True, text=True, timeout=60, env=ansible_env(tmp_path), check=True,
+        ).stdout  # fmt: skip
+        inventory = lab_inventory(fleet, tmp_path / "hosts.yml", ansible_user=SUDO_USER)
+        (tmp_path / "group_vars").mkdir()
+        (tmp_path / "group_vars" / "all.yml").write_text(encrypted)
+        proc = playbook(tmp_path, inventory, "-e", "fleetdiag_duration=2", "-b", "--vault-password-file", str(vault_file))
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, out + err
+        (host,) = saved_document(tmp_path)["hosts"]
+        # bpftrace runs only as root: the login user is ops, so become (sudo, its password) worked.
+        assert (host["status"], host["probe"]) == ("ok", "bpftrace:kfree_skb"), host["error"]
+        saved = next((tmp_path / "results" / "sweeps").glob("*.json")).read_text()
+        assert password not in out + err + saved
+        assert fleet.leftovers()["processes"] == []

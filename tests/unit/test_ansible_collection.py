@@ -9,7 +9,7 @@ import pytest
 
 from fleetdiag.ansible_armed import arm_lead_s, armed_document, armed_from, not_armed_result
 from fleetdiag.ansible_sweep import NO_RESULT, save_sweep, sweep_from_results
-from fleetdiag.ansible_task import play_instant, wait_until, window_options, window_task_result
+from fleetdiag.ansible_task import note_arrival, play_instant, wait_until, window_options, window_task_result
 from fleetdiag.armed_sweep import ArmedHost
 from fleetdiag.errors import UsageError
 from fleetdiag.history import ResultsStore
@@ -44,7 +44,7 @@ def test_the_first_host_sets_the_play_instant_and_the_others_read_it(tmp_path: P
     chosen: list[float] = []
     seen: list[float] = []
 
-    def choose() -> float:
+    def choose(arrivals: list[float]) -> float:
         chosen.append(100.0 + len(chosen))
         return chosen[-1]
 
@@ -54,11 +54,23 @@ def test_the_first_host_sets_the_play_instant_and_the_others_read_it(tmp_path: P
     for thread in threads:
         thread.join()
     assert chosen == [100.0] and seen == [100.0] * 8
-    assert play_instant("play-2", lambda: 7.0, tmp_path) == 7.0  # another play, another instant
+    assert play_instant("play-2", lambda arrivals: 7.0, tmp_path) == 7.0  # another play, another instant
+
+
+def test_the_instant_waits_for_the_hosts_ansible_is_still_starting(tmp_path: Path) -> None:
+    for moment in (10.0, 10.2, 10.4):
+        note_arrival("play", tmp_path, clock=lambda moment=moment: moment)
+    got: list[list[float]] = []
+    play_instant("play", lambda arrivals: got.append(arrivals) or 0.0, tmp_path)
+    assert got == [[10.0, 10.2, 10.4]]
+    # 10 hosts in the batch, 3 arrived 0.2 s apart: 7 more take about 1.4 s to start.
+    alone = arm_lead_s(1.0, hosts=10, forks=10, arrivals=[10.0], now=11.0)
+    starting = arm_lead_s(1.0, hosts=10, forks=10, arrivals=[10.0, 10.2, 10.4], now=11.0)
+    assert starting - alone == pytest.approx((7 * 0.2 + 0.4 - 9 * 0.1) * 2.0)
 
 
 def test_arm_lead_grows_with_the_forks_batches() -> None:
-    one = arm_lead_s(1.0, hosts=4, forks=4)
+    one = arm_lead_s(1.0, hosts=2, forks=2)
     three = arm_lead_s(1.0, hosts=6, forks=2)
     assert 1.0 < one < three
     assert three - one == pytest.approx(1.0 * 1.5 * 2 * 2.0)  # two more batches of three trips

@@ -47,10 +47,15 @@ class ActionModule(FleetdiagAction):
             if options.start_at is not None:
                 chosen.append(options.start_at)
             else:
-                lead = ansible_armed.arm_lead_s(elapsed_s, hosts, forks)
-                chosen.append(ansible_task.play_instant(self.play_id(), lambda: time.time() + lead))
+                def choose(arrivals):
+                    now = time.time()
+                    return now + ansible_armed.arm_lead_s(elapsed_s, hosts, forks, arrivals, now)
+
+                chosen.append(ansible_task.play_instant(self.play_id(), choose))
             return chosen[-1]
 
+        if options.start_at is None:
+            ansible_task.note_arrival(self.play_id())
         window = Window(duration_s=options.duration, port=options.port)
         armed = ansible_armed.arm(spec, self.transport(), window, options.tracer, instant, pickup)
         if isinstance(armed, HostResult):

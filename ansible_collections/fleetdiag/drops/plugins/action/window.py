@@ -4,7 +4,8 @@
 
 from __future__ import annotations
 
-import time
+from ansible import constants as C
+from ansible import context
 
 from ansible_collections.fleetdiag.drops.plugins.plugin_utils.fleetdiag_action import FleetdiagAction
 
@@ -32,8 +33,13 @@ class ActionModule(FleetdiagAction):
         spec = self.host_spec(task_vars)
         if self._task.check_mode:
             return dict(result, **ansible_task.check_task_result(ansible_task.run_check(spec, self.transport(), options)))
+        instants = [] if options.start_at is None else [options.start_at]
         start_at = options.start_at
-        if start_at is None:
-            start_at = ansible_task.play_instant(self.play_id(), lambda: time.time() + ansible_task.PLAY_LEAD_S)
+        if start_at is None:  # the play's instant: set by the first host past detection
+            ansible_task.note_arrival(self.play_id())
+            hosts = len(task_vars.get("ansible_play_batch") or ()) or 1
+            forks = int(context.CLIARGS.get("forks") or C.DEFAULT_FORKS)
+            start_at = ansible_task.play_hold(self.play_id(), hosts, forks, instants)
         host = ansible_task.run_window(spec, self.transport(), options, start_at)
-        return dict(result, **ansible_task.window_task_result(host, options.port))
+        instant = {"mode": "held", "window_instant": instants[-1]} if instants else {"mode": "held"}
+        return dict(result, **ansible_task.window_task_result(host, options.port), **instant)

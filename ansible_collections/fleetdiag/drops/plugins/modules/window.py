@@ -28,8 +28,10 @@ options:
   start_at:
     description:
       - When every host starts watching, as a Unix time (seconds since the epoch, controller clock).
-      - Omitted, the first host of the play to reach the task sets one instant for the whole forks batch,
-        a few seconds ahead, and the others read it.
+      - Omitted, the first host of the play past detection sets one instant for the forks batch (from its
+        own round trip and the rate Ansible is starting the play's hosts), and the others read it.
+      - A held window cannot span Ansible's forks batches; with more hosts than forks use
+        M(fleetdiag.drops.arm) and M(fleetdiag.drops.fetch), as the playbook C(fleetdiag.drops.sweep) does.
     type: float
   tracer:
     description: The probe backend; C(auto) chooses the best one the host can run.
@@ -56,6 +58,7 @@ notes:
     add a M(fleetdiag.drops.save) task, or run the playbook C(fleetdiag.drops.sweep).
 seealso:
   - module: fleetdiag.drops.save
+  - module: fleetdiag.drops.arm
 author:
   - fleetdiag contributors (@fleetdiag)
 """
