@@ -115,6 +115,11 @@ def test_a_lost_directory_or_a_reboot_is_said_in_one_sentence(tmpdir_env: Path) 
     fleet = arm_fleet([LOCAL], options(duration=1), ArmOptions(start_in_s=30), stop=StopRequest())
     (armed,) = fleet.armed
     keeper = int((Path(armed.directory) / "keeper.pid").read_text())
+    # The arm script may return before the detached keeper has called setsid (a loaded machine):
+    # its process group exists only from then on.
+    deadline = time.monotonic() + 10
+    while os.getpgid(keeper) != keeper and time.monotonic() < deadline:
+        time.sleep(0.02)
     os.killpg(keeper, 15)
     time.sleep(0.3)
     os.system(f"rm -rf {armed.directory}")
