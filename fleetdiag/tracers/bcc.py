@@ -40,8 +40,10 @@ from fleetdiag.tracers.records import parse_records
 name = "bcc"
 PROGRAM = "bcc_drops.c"
 RUNNER = "bcc_runner.py"
-# bcc runs clang on the host before it attaches: seconds on a server, ~4 s in an emulated guest.
-ATTACH_ALLOWANCE_S = 90
+# bcc runs clang on the host before it attaches: seconds on a server, ~4 s in an idle emulated guest,
+# but over 90 s seen in one (bcc 0.18, Debian 11) while the machine under it was loaded: clang was
+# killed before it attached. The window itself stays bounded by its duration after attach.
+ATTACH_ALLOWANCE_S = 240
 
 
 def tier(facts: HostFacts) -> tuple[str, bool] | None:

@@ -181,6 +181,12 @@ interval:s:1
 """
 
 
+def map_keys_variable(facts: HostFacts) -> str:
+    """The map cap's variable: bpftrace 0.19 renamed it, and 0.23 (Debian 13) warns on stderr about the old name."""
+    version = bpftrace_version(facts)
+    return "BPFTRACE_MAX_MAP_KEYS" if version is not None and version >= (0, 19) else "BPFTRACE_MAP_KEYS_MAX"
+
+
 def plan(facts: HostFacts, window: Window) -> ProbePlan:
     """The probe script for this host: its tier, netns, SOCKET_BACKLOG number, port and window."""
     probe, text = script(facts, window)
@@ -191,7 +197,7 @@ def plan(facts: HostFacts, window: Window) -> ProbePlan:
         probe=probe,
         files=frozen_map({"probe.bt": text}),
         command="bpftrace -f json probe.bt",
-        env=frozen_map({"BPFTRACE_MAP_KEYS_MAX": str(MAP_KEYS_MAX)}),
+        env=frozen_map({map_keys_variable(facts): str(MAP_KEYS_MAX)}),
         reads_stats=True,
     )
 

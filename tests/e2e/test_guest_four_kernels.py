@@ -2,7 +2,8 @@
 
 `fleetdiag collect --tracer auto` over all of them in one sweep must pick each kernel's own probe and
 count every host's real backlog drops: the namespace receiver's from its flow, each guest's from the
-deterministic generator, all inside the one window. `check` over the same inventory says why each
+deterministic generator (not the 6.12 guest's: the generator is a stap module, which Debian 13's
+systemtap 5.1 cannot load there; its probe choice and its own zero are checked), all inside one window. `check` over the same inventory says why each
 probe was picked.
 """
 
@@ -64,8 +65,9 @@ def test_one_sweep_picks_each_kernels_probe_and_counts_every_hosts_drops(
     verdicts = {host["name"]: host for host in json.loads(check.stdout)["hosts"]}
     kernels = {name: verdicts[name]["kernel"] for name in ("h01", "g01", "g11", "g13")}
     assert len(set(kernels.values())) == 4, kernels
-    for vm in guests.values():
-        delay_module(vm)  # compiled and copied before the window opens
+    for name, vm in guests.items():
+        if name != "g13":
+            delay_module(vm)  # compiled and copied before the window opens
     argv = [sys.executable, "-m", "fleetdiag", "collect", "-i", str(path), "--duration", str(WINDOW_S), "-o", "json",
             *known_hosts(lab_fleet, guests)]  # fmt: skip
     env = {**os.environ, "FLEETDIAG_CACHE_DIR": str(tmp_path / "cache")}
@@ -78,8 +80,10 @@ def test_one_sweep_picks_each_kernels_probe_and_counts_every_hosts_drops(
             time.sleep(3)
         # The windows open together (aligned): once the guests watch, the namespace host does too.
         traffic = start_backlog_traffic(lab_fleet, lab_roles.receiver, lab_roles.sender, port=PORT, seconds=5.0)
-        with ThreadPoolExecutor(len(guests)) as pool:
-            runs: dict[str, GuestBacklogRun] = dict(zip(guests, pool.map(generate_guest_backlog_drops, guests.values())))
+        # Not on g13: the generator is a stap module, and Debian 13's systemtap 5.1 cannot load one on 6.12.
+        generating = {name: vm for name, vm in guests.items() if name != "g13"}
+        with ThreadPoolExecutor(len(generating)) as pool:
+            runs: dict[str, GuestBacklogRun] = dict(zip(generating, pool.map(generate_guest_backlog_drops, generating.values())))
         traffic.wait()
         out, err = proc.communicate(timeout=WINDOW_S + 300)
     finally:

@@ -22,15 +22,24 @@ from fleetdiag.facts.kernel import BUILD_ID_COMMAND, parse_build_id
 from fleetdiag.module_builds import sources_digest
 from tests.e2e.test_guest_tiers import assert_caught_every_drop
 from tests.lab.fleet import LabFleet
-from tests.lab.guest.collect_run import GuestCollect, collect_during_drops, leftovers
+from tests.lab.guest.collect_run import GuestCollect, leftovers
+from tests.lab.guest.collect_run import collect_during_drops as _collect_during_drops
 from tests.lab.guest.vm import GuestVM
 
 pytestmark = [pytest.mark.lab, pytest.mark.guest]
 
 SUITES = ("bullseye", "trixie")
+# Longer than the 6.1 tests' 30 s: with the machine under the guests loaded, polling the guest for
+# attached windows and arming the generator's module took most of 30 s, and its drops missed the window.
+WINDOW_S = 75
 # What each suite's kernel takes, best first, as detection must choose it (docs/probes.md).
 BPFTRACE_PROBE = {"bullseye": "bpftrace:kretprobe_tcp_add_backlog", "trixie": "bpftrace:kfree_skb"}
 BCC_PROBE = {"bullseye": "bcc:kretprobe_tcp_add_backlog", "trixie": "bcc:kfree_skb"}
+
+
+def collect_during_drops(*args: Any, **kwargs: Any) -> GuestCollect:
+    """tests.lab.guest.collect_run's, with this module's window."""
+    return _collect_during_drops(*args, window_s=WINDOW_S, **kwargs)
 
 
 @pytest.fixture(params=SUITES)
@@ -74,9 +83,14 @@ def test_the_guest_runs_its_suites_kernel_and_tools(suite_guest: GuestVM) -> Non
 
 
 def test_bpftrace_catches_every_drop_with_the_tier_its_version_can_run(
-    lab_fleet: LabFleet, suite_guest: GuestVM, tmp_path: Path
+    lab_fleet: LabFleet, suite_guest: GuestVM, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     suite = suite_guest.image.suite if suite_guest.image else ""
+    no_generator_on_trixie(suite_guest, request)
+    if suite == "bullseye":
+        # Seen 2026-12-02: count, flow, rcvbuf and sndbuf all right (252 = TCPBacklogDrop delta), but the
+        # flow has no queue_max: bpftrace 0.11's JSON for its max() maps is not read yet. Strict: fixing it flags.
+        request.applymarker(pytest.mark.xfail(reason="bpftrace 0.11: queue_max not read from its max() maps", strict=True))
     views = ("full", "nobtf") if suite == "bullseye" else ("full",)
     path = inventory(lab_fleet, suite_guest, tmp_path / "inventory.yml", *views)
     run = collect_during_drops(lab_fleet, suite_guest, path, "bpftrace", tmp_path / "cache", windows=len(views))
@@ -92,8 +106,9 @@ def test_bpftrace_catches_every_drop_with_the_tier_its_version_can_run(
     assert leftovers(suite_guest) == ""
 
 
-def test_bcc_catches_every_drop(lab_fleet: LabFleet, suite_guest: GuestVM, tmp_path: Path) -> None:
+def test_bcc_catches_every_drop(lab_fleet: LabFleet, suite_guest: GuestVM, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     suite = suite_guest.image.suite if suite_guest.image else ""
+    no_generator_on_trixie(suite_guest, request)
     path = inventory(lab_fleet, suite_guest, tmp_path / "inventory.yml", "full")
     run = collect_during_drops(lab_fleet, suite_guest, path, "bcc", tmp_path / "cache")
     assert run.returncode == 0, run.stderr
@@ -102,9 +117,34 @@ def test_bcc_catches_every_drop(lab_fleet: LabFleet, suite_guest: GuestVM, tmp_p
     assert leftovers(suite_guest) == ""
 
 
+def no_generator_on_trixie(vm: GuestVM, request: pytest.FixtureRequest) -> None:
+    """The generator is a guru stap module in the guest: Debian 13's systemtap 5.1 cannot load one on 6.12.
+
+    Strict xfail: once the image fixes that runtime (as it fixes 4.4's and 4.8's), these tests must pass.
+    """
+    if vm.image and vm.image.suite == "trixie" and vm.image.facts["systemtap_version"].startswith("5.1"):
+        reason = "lab generator needs stap in the guest; systemtap 5.1 cannot load modules on 6.12 (uprobe_unregister)"
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+
+
+def refused_stap(fleet: LabFleet, vm: GuestVM, path: Path) -> bool:
+    """Debian 13's systemtap 5.1 cannot load modules on 6.12: check must say so (True), rather than fail at load."""
+    if not (vm.image and vm.image.suite == "trixie" and vm.image.facts["systemtap_version"].startswith("5.1")):
+        return False
+    for name, host in check(fleet, vm, path).items():
+        verdict = host["tracers"]["stap"]
+        if name == "g_runtime":  # staprun alone tells no version: it would fail at load, as the module's error says
+            continue
+        assert not verdict["usable"], (name, verdict)
+        assert "cannot load modules on" in verdict["reason"] and "uprobe_unregister" in verdict["reason"], verdict
+    return True
+
+
 def test_stap_statement_probe_built_on_the_controller(lab_fleet: LabFleet, suite_guest: GuestVM, tmp_path: Path) -> None:
     """The TCPBacklogDrop line from the host's own source, compiled on the controller in the release's root filesystem."""
     path = inventory(lab_fleet, suite_guest, tmp_path / "inventory.yml", "full")
+    if refused_stap(lab_fleet, suite_guest, path):
+        return
     cache = tmp_path / "cache"
     run = collect_during_drops(lab_fleet, suite_guest, path, "stap", cache, extra_args=stap_kernel(suite_guest))
     assert run.returncode == 0, run.stderr
@@ -122,6 +162,8 @@ def test_stap_return_probe_and_a_runtime_only_host_from_one_controller_build(
 ) -> None:
     """No source on one host, only systemtap-runtime on the other: one module from the controller serves both."""
     path = inventory(lab_fleet, suite_guest, tmp_path / "inventory.yml", "nosource", "runtime")
+    if refused_stap(lab_fleet, suite_guest, path):
+        return
     verdicts = check(lab_fleet, suite_guest, path)
     assert "systemtap-runtime only" in verdicts["g_runtime"]["tracers"]["stap"]["reason"]
     assert "--stap-kernel" in verdicts["g_runtime"]["tracers"]["stap"]["reason"]
@@ -135,7 +177,10 @@ def test_stap_return_probe_and_a_runtime_only_host_from_one_controller_build(
     assert leftovers(suite_guest) == ""
 
 
-def test_counters_count_exactly_without_tracing(lab_fleet: LabFleet, suite_guest: GuestVM, tmp_path: Path) -> None:
+def test_counters_count_exactly_without_tracing(
+    lab_fleet: LabFleet, suite_guest: GuestVM, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    no_generator_on_trixie(suite_guest, request)
     path = inventory(lab_fleet, suite_guest, tmp_path / "inventory.yml", "full")
     run: GuestCollect = collect_during_drops(lab_fleet, suite_guest, path, "counters", tmp_path / "cache")
     assert run.returncode == 0, run.stderr

@@ -78,10 +78,11 @@ def collect_during_drops(
     cache_dir: Path,
     windows: int = 1,
     extra_args: tuple[str, ...] = (),
+    window_s: int = WINDOW_S,
 ) -> GuestCollect:
     """Run collect with TRACER over INVENTORY; drops are made once WINDOWS windows watch in the guest."""
     argv = [
-        sys.executable, "-m", "fleetdiag", "collect", "-i", str(inventory), "--duration", str(WINDOW_S),
+        sys.executable, "-m", "fleetdiag", "collect", "-i", str(inventory), "--duration", str(window_s),
         "--tracer", tracer, "-o", "json",
         "--known-hosts", str(fleet.known_hosts_path), "--known-hosts", str(vm.known_hosts_path), *extra_args,
     ]  # fmt: skip
@@ -100,7 +101,7 @@ def collect_during_drops(
             time.sleep(_POLL_S)
         attach_seconds = time.monotonic() - started
         generated = generate_guest_backlog_drops(vm)
-        out, err = proc.communicate(timeout=WINDOW_S + ATTACH_TIMEOUT_S)
+        out, err = proc.communicate(timeout=window_s + ATTACH_TIMEOUT_S)
     finally:
         if proc.poll() is None:
             proc.kill()
