@@ -40,7 +40,7 @@ def test_bpftrace_parses_window_and_skb_sizes(facts_6_18):
 def test_bpftrace_before_6_6_reads_no_scaling_ratio(facts_6_18):
     old = dataclasses.replace(tiers(facts_6_18)["bpftrace:kfree_skb_headers+kretprobe"], kernel="6.1.0-57-cloud-amd64")
     text = bpftrace.plan(old, Window(5)).files["probe.bt"]
-    assert "$tp->scaling_ratio" not in text and "rcv_ssthresh, -1)" in text
+    assert "$tp->scaling_ratio" not in text and "rcv_ssthresh, (int64)-1)" in text
     new = bpftrace.plan(facts_6_18, Window(5)).files["probe.bt"]
     assert "$tp->scaling_ratio" in new
     line = json.dumps({"type": "map", "data": {"@win": {KEY: [100, 200, 300, -1]}, "@drops": {KEY: 1}}})
