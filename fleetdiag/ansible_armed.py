@@ -34,6 +34,7 @@ from fleetdiag.errors import HostError, RemoteCommandError, UnreachableError
 from fleetdiag.model import HostResult, HostSpec, Status, Window
 from fleetdiag.module_builds import ModuleUnavailable
 from fleetdiag.sections import split_sections
+from fleetdiag.sweep import with_groups
 from fleetdiag.transport.ansible_connection import AnsibleTransport
 from fleetdiag.transport.base import reply
 from fleetdiag.window_script import remote_deadline_s
@@ -185,7 +186,7 @@ def fetch(armed: ArmedHost, duration_s: int, transport: AnsibleTransport, wanted
         time.sleep(delay)
     spec = armed.spec
     try:
-        return host_result(armed, _fetch(armed, transport, stop=False), wanted)
+        return with_groups(host_result(armed, _fetch(armed, transport, stop=False), wanted), spec)
     except UnreachableError as exc:
         return HostResult(spec.name, spec.address, Status.UNREACHABLE,
                           error=f"could not fetch its armed window's result: {exc}")  # fmt: skip

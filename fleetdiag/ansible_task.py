@@ -23,6 +23,7 @@ from fleetdiag.collector import check_host, collect_host
 from fleetdiag.document import flow_document, host_document
 from fleetdiag.errors import UsageError
 from fleetdiag.model import HostCheck, HostResult, HostSpec, Status, Window
+from fleetdiag.sweep import with_groups
 
 MAX_DURATION_S = 3600
 
@@ -76,7 +77,8 @@ def host_spec(task_vars: Mapping[str, Any], become: bool) -> HostSpec:
     name = str(task_vars.get("inventory_hostname", "localhost"))
     address = str(task_vars.get("ansible_host") or name)
     connection = "local" if task_vars.get("ansible_connection") == "local" else "ssh"
-    return HostSpec(name=name, address=address, become=become, connection=connection)
+    groups = tuple(str(g) for g in task_vars.get("group_names") or ())  # the report sorts hosts by them
+    return HostSpec(name=name, address=address, become=become, connection=connection, groups=groups)
 
 
 def wait_until(start_at: float | None, clock: Callable[[], float] = time.time) -> Callable[[], None] | None:
@@ -124,7 +126,7 @@ def run_window(spec: HostSpec, transport: Any, options: WindowOptions,
     """One window on one host with fleetdiag's collector, starting at START_AT (a time, or a hold) when given."""
     window = Window(duration_s=options.duration, port=options.port)
     hold = start_at if callable(start_at) else wait_until(start_at)
-    return collect_host(spec, transport, window, options.tracer, before_window=hold)
+    return with_groups(collect_host(spec, transport, window, options.tracer, before_window=hold), spec)
 
 
 def run_check(spec: HostSpec, transport: Any, options: WindowOptions) -> HostCheck:

@@ -23,7 +23,7 @@ from fleetdiag.connect_ramp import DEFAULT_HANDSHAKES, ConnectRamp
 from fleetdiag.errors import HostError, UnreachableError
 from fleetdiag.interrupt import StopRequest
 from fleetdiag.model import Fidelity, HostResult, Status, Sweep, frozen_map
-from fleetdiag.sweep import ProgressCallback
+from fleetdiag.sweep import ProgressCallback, with_groups
 from fleetdiag.transport import SshOptions, Transport
 from fleetdiag.transport.base import CommandResult
 
@@ -71,6 +71,7 @@ def finish(
         except Exception as exc:  # a bug on one host must not cost the others their results
             log.debug("unexpected error fetching %s", armed.spec.name, exc_info=True)
             result = HostResult(armed.spec.name, armed.spec.address, Status.FAILED, error=f"internal error: {exc!r}")
+        result = with_groups(result, armed.spec)
         notify(armed.spec.name, "done", result)
         return result
 
@@ -148,10 +149,14 @@ def host_result(armed: ArmedHost, fetched: Fetched, wanted: str) -> HostResult:
         side = "ahead of" if offset > 0 else "behind"
         notes.append(f"its clock is {abs(offset):.1f} s {side} the controller's (+-{armed.clock_bound_s:.3f} s): "
                      "its window times are corrected")  # fmt: skip
+    timeline = host.timeline
+    if timeline is not None and timeline.start is not None:  # interval 0 starts with the window: corrected alike
+        timeline = replace(timeline, start=round(timeline.start - offset, 6))
     return replace(
         host,
         window_start=None if host.window_start is None else round(host.window_start - offset, 6),
         window_end=None if host.window_end is None else round(host.window_end - offset, 6),
+        timeline=timeline,
         clock_offset_s=offset,
         clock_bound_s=armed.clock_bound_s,
         notes=tuple(notes),

@@ -44,7 +44,7 @@ from fleetdiag.interrupt import StopRequest
 from fleetdiag.model import HostResult, HostSpec, Status
 from fleetdiag.module_builds import ModuleBuilds, ModuleCache, ModuleUnavailable, default_cache_dir
 from fleetdiag.sections import split_sections
-from fleetdiag.sweep import ProgressCallback, SweepOptions
+from fleetdiag.sweep import ProgressCallback, SweepOptions, with_groups
 from fleetdiag.tracers import systemtap
 from fleetdiag.tracers.base import ProbePlan
 from fleetdiag.transport.base import ASK_MARKER, CommandResult, Transport, reply
@@ -359,11 +359,12 @@ def arm_fleet(
         outcomes = list(pool.map(arm_one, hosts))
     fleet = ArmedFleet(started, instant.launch, instant.value or time.time(), options.window.duration_s,
                        order=[h.name for h in hosts], armed_at=time.time())  # fmt: skip
-    for outcome in outcomes:
+    for spec, outcome in zip(hosts, outcomes):
         if isinstance(outcome, ArmedHost):
             fleet.armed.append(outcome)
             notify(outcome.spec.name, "watching", None)
         else:
+            outcome = with_groups(outcome, spec)
             fleet.failed[outcome.name] = outcome
             notify(outcome.name, "done", outcome)
     return fleet

@@ -75,6 +75,13 @@ class _HostRun:
     result: HostResult | None = None
 
 
+def with_groups(result: HostResult, spec: HostSpec) -> HostResult:
+    """The result with the host's inventory groups (the report sorts by them), whatever path made it."""
+    if spec.groups and not result.groups:
+        return replace(result, groups=tuple(spec.groups))
+    return result
+
+
 def collect_one(
     spec: HostSpec,
     options: SweepOptions,
@@ -112,8 +119,7 @@ def collect_one(
     finally:
         if gate is not None:
             gate.arrive(spec.name)  # a host that failed early must not hold the batch back
-    if spec.groups and not result.groups:
-        result = replace(result, groups=tuple(spec.groups))
+    result = with_groups(result, spec)
     notify(spec.name, "done", result)
     return result
 

@@ -22,9 +22,10 @@ from fleetdiag.transport import HostKeyChecking, SshOptions
 
 PENDING_DIR = "pending"
 RECORD_VERSION = 1
-# HostSpec fields a fetch needs to reach the host again (inventory vars may hold secrets: not kept).
+# HostSpec fields a fetch needs to reach the host again, and its groups for the report (inventory
+# vars may hold secrets: not kept).
 _SPEC_FIELDS = ("name", "address", "port", "user", "private_key_file", "become", "become_user", "connection",
-                "ssh_common_args", "host_key_checking")  # fmt: skip
+                "ssh_common_args", "host_key_checking", "groups")  # fmt: skip
 _SSH_FIELDS = ("connect_timeout", "known_hosts", "default_user", "default_private_key", "default_ssh_common_args")
 
 
@@ -107,7 +108,7 @@ class PendingSweep:
                                    "hosts": r["failed"]}, f"pending sweep {self.id}")  # fmt: skip
         armed_names = {f.name for f in fields(ArmedHost)}
         armed = [
-            ArmedHost(**{**{k: v for k, v in a.items() if k in armed_names}, "spec": HostSpec(**a["spec"])})
+            ArmedHost(**{**{k: v for k, v in a.items() if k in armed_names}, "spec": _spec(a["spec"])})
             for a in r["armed"]
         ]
         return ArmedFleet(started, float(r["launch"]), float(r["instant"]), int(r["duration_s"]), armed=armed,
@@ -155,3 +156,8 @@ def load_pending(store: ResultsStore, ref: str) -> PendingSweep:
 def remove_pending(store: ResultsStore, sweep_id: str) -> None:
     """Forget a pending sweep (fetched, or expired)."""
     (pending_dir(store) / f"{sweep_id}.json").unlink(missing_ok=True)
+
+
+def _spec(saved: dict[str, Any]) -> HostSpec:
+    """A saved host spec (JSON turned its groups into a list; a record from before groups has none)."""
+    return HostSpec(**{**saved, "groups": tuple(saved.get("groups") or ())})

@@ -105,6 +105,8 @@ def test_more_hosts_than_forks_watch_one_window(fleet: LabFleet, tmp_path: Path)
     assert skewed["clock_bound_s"] < 0.5
     assert any("clock is 7." in note and "ahead" in note for note in skewed["notes"]), skewed["notes"]
     assert all(abs(h["clock_offset_s"]) < 0.5 for name, h in hosts.items() if name != SKEWED)
+    # Its timeline's interval 0 is its window's start, corrected alike (fleet events and the heatmap read it).
+    assert skewed["timeline"]["start"] == pytest.approx(skewed["window_start"], abs=0.05), skewed["timeline"]
     # Fetched and removed: nothing is left on any host.
     wait_until_clean(fleet, list(fleet.hosts), deadline_s=10)
 

@@ -27,7 +27,7 @@ from fleetdiag.model import HostSpec, Status, Window
 from fleetdiag.sweep import SweepOptions
 from fleetdiag.transport import SshOptions
 
-LOCAL = HostSpec(name="here", address="localhost", connection="local")
+LOCAL = HostSpec(name="here", address="localhost", connection="local", groups=("web",))
 
 
 @pytest.fixture
@@ -69,6 +69,8 @@ def test_arm_then_fetch_collects_the_window_and_leaves_nothing(tmpdir_env: Path)
     assert host.window_start >= fleet.instant - 0.05  # it waited for the instant
     assert host.window_start - fleet.instant < 1.0
     assert "TCPBacklogDrop" in host.counters
+    assert host.groups == ("web",)  # the report sorts armed hosts by their groups too
+    assert host.timeline is not None and host.timeline.start == pytest.approx(host.window_start, abs=0.05)
     assert list(tmpdir_env.iterdir()) == []  # fetched and removed; the keeper is gone with it
 
 
