@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -31,7 +31,7 @@ from fleetdiag.collector import (
     _raise_for_sudo,
 )
 from fleetdiag.errors import HostError, RemoteCommandError, UnreachableError
-from fleetdiag.model import HostResult, HostSpec, Status, Window
+from fleetdiag.model import HostResult, HostSpec, Status, Window, frozen_map
 from fleetdiag.module_builds import ModuleUnavailable
 from fleetdiag.sections import split_sections
 from fleetdiag.sweep import with_groups
@@ -46,7 +46,7 @@ CLOCK_SCRIPT = """case ${EPOCHREALTIME:-} in
   *) now=$(date +%s.%N) ;;
 esac
 echo "@@fleetdiag clock $now $(cat /proc/sys/kernel/random/boot_id 2>/dev/null)\""""
-_SPEC_FIELDS = ("name", "address", "port", "user", "become", "connection")
+_SPEC_FIELDS = ("name", "address", "port", "user", "become", "connection", "groups")
 
 
 # Before a second host has reached the task, how long Ansible is taken to need per host to start the
@@ -98,7 +98,8 @@ def arm(
         detection = _detection_from(detected, wanted)
         facts = detection.facts
         if detection.tracer is None:
-            return _failed(spec, facts, None, _no_tracer_sentence(wanted, detection))
+            return replace(_failed(spec, facts, None, _no_tracer_sentence(wanted, detection)),
+                           tracers=frozen_map(detection.verdicts))
         plan, _origin = _plan(spec, detection.tracer, facts, window, transport, None)
         sent = time.time()
         clock_out = transport.run(CLOCK_SCRIPT, timeout=DETECTION_TIMEOUT_S)
@@ -127,6 +128,7 @@ def arm(
             clock_bound_s=round(clock.bound_s, 4),
             start_s=max(start, now),
             deadline_s=remote_deadline_s(window.duration_s, plan),
+            duration_s=window.duration_s,
         )
     except UnreachableError as exc:
         return HostResult(spec.name, spec.address, Status.UNREACHABLE, error=str(exc))
@@ -161,8 +163,9 @@ def armed_from(document: Mapping[str, Any]) -> tuple[ArmedHost, int, str, int | 
     (Its ``instant`` is the play's: ``fetch_task_result`` reports it.)"""
     try:
         names = {f.name for f in fields(ArmedHost)} - {"spec"}
-        spec = HostSpec(**{k: v for k, v in dict(document["spec"]).items() if k in _SPEC_FIELDS})
-        armed = ArmedHost(spec=spec, **{k: document[k] for k in names})
+        saved = {k: v for k, v in dict(document["spec"]).items() if k in _SPEC_FIELDS}
+        spec = HostSpec(**{**saved, "groups": tuple(saved.get("groups") or ())})
+        armed = ArmedHost(spec=spec, **{k: document[k] for k in names if k in document})
         port = document.get("port")
         return armed, int(document["duration_s"]), str(document.get("wanted") or "auto"), None if port is None else int(port)
     except (KeyError, TypeError, ValueError) as exc:

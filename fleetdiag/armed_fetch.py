@@ -22,7 +22,7 @@ from fleetdiag.collector import _detection_from, _raise_for_sudo, window_result
 from fleetdiag.connect_ramp import DEFAULT_HANDSHAKES, ConnectRamp
 from fleetdiag.errors import HostError, UnreachableError
 from fleetdiag.interrupt import StopRequest
-from fleetdiag.model import Fidelity, HostResult, Status, Sweep, frozen_map
+from fleetdiag.model import Fidelity, HostResult, Status, Sweep, Window, frozen_map
 from fleetdiag.sweep import ProgressCallback, with_groups
 from fleetdiag.transport import SshOptions, Transport
 from fleetdiag.transport.base import CommandResult
@@ -138,7 +138,9 @@ def host_result(armed: ArmedHost, fetched: Fetched, wanted: str) -> HostResult:
         return HostResult(spec.name, spec.address, Status.FAILED, error="its fetch printed nothing fleetdiag can read")
     detection = _detection_from(CommandResult(armed.detection, "", 0), wanted)
     tracer = tracers.BY_NAME[armed.tracer]
-    host = window_result(spec, detection.facts, tracer, armed.probe, fetched.result, verdicts=detection.verdicts)
+    window = Window(duration_s=armed.duration_s) if armed.duration_s else None
+    host = window_result(spec, detection.facts, tracer, armed.probe, fetched.result, verdicts=detection.verdicts,
+                         window=window)
     if armed.fidelity is not None:
         host = replace(host, fidelity=Fidelity(armed.fidelity))
     offset = armed.clock_offset_s

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from fleetdiag.arming import (
@@ -41,7 +41,7 @@ from fleetdiag.collector import (
 from fleetdiag.connect_ramp import DEFAULT_HANDSHAKES, ConnectRamp
 from fleetdiag.errors import HostError, RemoteCommandError, UnreachableError
 from fleetdiag.interrupt import StopRequest
-from fleetdiag.model import HostResult, HostSpec, Status
+from fleetdiag.model import HostResult, HostSpec, Status, frozen_map
 from fleetdiag.module_builds import ModuleBuilds, ModuleCache, ModuleUnavailable, default_cache_dir
 from fleetdiag.sections import split_sections
 from fleetdiag.sweep import ProgressCallback, SweepOptions, with_groups
@@ -86,6 +86,7 @@ class ArmedHost:
     clock_bound_s: float
     start_s: float  # when its window starts, controller clock (the fleet's instant, or later if armed late)
     deadline_s: int  # the most its window script can run after it starts
+    duration_s: int = 0  # the window asked for: the probes count intervals of its length (0: a record from before)
 
 
 @dataclass
@@ -265,7 +266,8 @@ def arm_host(
         offer.detected = offer.detected or result.stdout
         facts = detection.facts
         if detection.tracer is None:
-            return _failed(spec, facts, None, _no_tracer_sentence(options.tracer, detection))
+            return replace(_failed(spec, facts, None, _no_tracer_sentence(options.tracer, detection)),
+                           tracers=frozen_map(detection.verdicts))
         if detection.tracer is systemtap:
             if modules is not None:
                 modules.announce(spec.name, facts)
@@ -312,6 +314,7 @@ def _armed(spec: HostSpec, offer: _ArmOffer, detection: Detection, result: Comma
         clock_bound_s=round(clock.bound_s, 4),
         start_s=offer.start_s,
         deadline_s=remote_deadline_s(options.window.duration_s, plan),
+        duration_s=options.window.duration_s,
     )
 
 

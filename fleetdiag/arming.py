@@ -191,6 +191,7 @@ echo '@@fleetdiag started'
 cat "$a/started" 2>/dev/null
 echo '@@fleetdiag window_stderr'
 head -c 4096 "$a/stderr" 2>/dev/null
+echo # the result's first section marker must start a line, however the stderr ended
 cat "$a/result"
 keeper_gone
 """

@@ -372,7 +372,9 @@ def window_result(
         notes.append("some drops are counted per reason only: no flow or the flow map was full")
     notes += report.notes  # what this probe could not see (diagnosis reconciles traced vs counted)
     stats = parse_probe_stats(sections.get("probe_stats"), sum(report.drops.values()))
-    if stats is None and plan is not None and plan.reads_stats:
+    if stats is None and "prog " in (sections.get("probe_stats") or ""):
+        notes.append("this kernel does not count BPF recursion misses (5.12+ does): misses unknown")
+    elif stats is None and plan is not None and plan.reads_stats:
         notes.append("the probe's programs were not read before they unloaded (the window was stopped early): "
                      "recursion misses unknown")  # fmt: skip
     notes += timeline_notes

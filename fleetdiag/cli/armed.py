@@ -21,7 +21,7 @@ from fleetdiag.history import ResultsStore, SweepLocked
 from fleetdiag.history.pending import load_pending, remove_pending, save_pending
 from fleetdiag.interrupt import stop_on_signals
 from fleetdiag.model import HostSpec, Sweep
-from fleetdiag.render import RENDERERS
+from fleetdiag.render import RENDERERS, rendered
 from fleetdiag.sweep import ProgressCallback, SweepOptions
 
 _DURATION = re.compile(r"^\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
@@ -119,7 +119,7 @@ def fetch(sweep: str, output: str, forks: int, ask_become_pass: bool, fail_on_dr
         result = replace(result, port=pending.port) if pending.port is not None else result
         _save(env, store, result, None)
         remove_pending(store, pending.id)
-        env.stdout.write(RENDERERS[output](result))
+        env.stdout.write(rendered(output, result, env.sparkline_style))
         env.stdout.flush()
     finally:
         lock.release()

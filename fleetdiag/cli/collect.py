@@ -17,7 +17,7 @@ from fleetdiag.cli.armed import MODES, choose_mode, parse_duration, run_armed
 from fleetdiag.cli.environment import Environment
 from fleetdiag.cli.options import HostArgs, exit_usage, host_options
 from fleetdiag.cli.progress import SweepProgress
-from fleetdiag.errors import FleetdiagError
+from fleetdiag.errors import FleetdiagError, UsageError
 from fleetdiag.exit_status import ExitStatus, sweep_exit_status
 from fleetdiag.history import ResultsStore, SweepLocked, default_results_dir
 from fleetdiag.interrupt import stop_on_signals
@@ -114,6 +114,12 @@ def collect(
     """
     env = Environment()
     try:
+        if detach:  # they act on the result, which a detached sweep does not have yet (fleetdiag fetch does)
+            given = [name for name, value in (("--html", html_file), ("--prom-file", prom_file), ("--keep", keep),
+                                              ("--fail-on-drops", fail_on_drops)) if value]  # fmt: skip
+            if given:
+                raise UsageError(f"{', '.join(given)} cannot go with --detach: there is no result until fleetdiag "
+                                 "fetch collects it (then use fleetdiag report)")  # fmt: skip
         if html_file:
             _check_html_target(html_file)
         chosen = hosts.select(env)

@@ -82,7 +82,7 @@ def _fact_lines(facts: tuple[Fact, ...]) -> list[str]:
 
 # `--tracer counters` reads only these: no tracer's tools are probed (bpftrace --version alone
 # costs ~18 ms of host CPU, half of first-fit detection; a sweep pays it on every host).
-COUNTERS_FACTS: tuple[Fact, ...] = (KERNEL, OS_RELEASE, UID, SUDO, NETNS, TOOLS)
+COUNTERS_FACTS: tuple[Fact, ...] = (KERNEL, OS_RELEASE, UID, SUDO, NETNS, TOOLS, TCP_BUFFERS)
 
 
 def detection_script(first_fit: bool = False, counters_only: bool = False) -> str:

@@ -24,11 +24,12 @@ def _int(text: str) -> int | None:
 
 
 def parse_probe_stats(text: str | None, events: int) -> ProbeStats | None:
-    """The section's programs (once each), or None when the host printed none (not a BPF tier, or stopped early)."""
+    """The section's programs (once each), or None when the host printed none (not a BPF tier, or stopped early)
+    or its kernel does not count recursion misses (before 5.12: fdinfo has no such line, and 0 would be a claim)."""
     if text is None:
         return None
     programs: dict[int, ProgramStats] = {}
-    stats_on = False
+    stats_on = counts_misses = False
     for line in text.splitlines():
         words = line.split()
         if len(words) == 2 and words[0] == "bpf_stats":
@@ -38,8 +39,9 @@ def parse_probe_stats(text: str | None, events: int) -> ProbeStats | None:
         prog_id, prog_type, runs, run_ns, misses = (_int(w) for w in words[1:])
         if prog_id is None or prog_id in programs:
             continue
+        counts_misses = counts_misses or misses is not None
         programs[prog_id] = ProgramStats(prog_id, prog_type, misses or 0, runs, run_ns)
-    if not programs:
+    if not programs or not counts_misses:
         return None
     if not stats_on and not any(p.run_cnt for p in programs.values()):
         programs = {k: ProgramStats(p.prog_id, p.prog_type, p.recursion_misses) for k, p in programs.items()}

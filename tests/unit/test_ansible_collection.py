@@ -87,7 +87,7 @@ def test_armed_document_round_trips_through_json() -> None:
     import json
 
     armed = ArmedHost(HostSpec("web1", "10.0.0.5", become=True), "/tmp/fleetdiag-armed.abc123", "b" * 36,
-                      "@@facts", "bpftrace", "bpftrace:kfree_skb", "traced", 0.01, 0.05, 1000.0, 29)  # fmt: skip
+                      "@@facts", "bpftrace", "bpftrace:kfree_skb", "traced", 0.01, 0.05, 1000.0, 29, duration_s=30)  # fmt: skip
     document = json.loads(json.dumps(armed_document(armed, 30, "auto", 8888, instant=999.5)))
     assert armed_from(document) == (armed, 30, "auto", 8888)
     assert document["instant"] == 999.5

@@ -227,3 +227,16 @@ def test_an_authentication_that_timed_out_is_not_called_a_failed_one() -> None:
     assert timed_out.message == "authentication did not finish within 7 s (timed out, not refused)"
     refused = transport._unreachable(paramiko.AuthenticationException("Authentication failed."), transport.connection)
     assert refused.message.startswith("authentication failed for user")
+
+
+def test_detach_refuses_options_that_need_the_result(tmp_path: Path) -> None:
+    # --html, --prom-file, --keep and --fail-on-drops act on a result a detached sweep does not have.
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "fleetdiag", "collect", "--detach", "--duration", "5",
+                           "--results-dir", str(tmp_path / "r"), "--html", str(tmp_path / "x.html"), "--keep", "3"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "--html, --keep cannot go with --detach" in done.stderr
+    assert not (tmp_path / "x.html").exists() and not (tmp_path / "r").exists()

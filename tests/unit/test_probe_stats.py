@@ -74,3 +74,9 @@ def test_storm_table_folds_the_tail_and_json_keeps_every_flow():
     assert doc["hosts"][0]["probe_stats"]["programs"] == 1
     again = load_sweep(doc).hosts[0]
     assert again.probe_stats == host.probe_stats
+
+
+def test_a_kernel_that_does_not_count_misses_claims_none():
+    # Before 5.12 a BPF program's fdinfo has no recursion_misses line: the runner prints "-".
+    assert parse_probe_stats("prog 5 26 - - -\nprog 6 26 - - -\nbpf_stats 0\n", events=3) is None
+    assert parse_probe_stats("prog 5 26 - - 0\nbpf_stats 0\n", events=3).recursion_misses == 0

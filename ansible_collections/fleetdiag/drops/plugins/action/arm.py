@@ -15,6 +15,7 @@ try:
     from fleetdiag import ansible_armed, ansible_task
     from fleetdiag.errors import FleetdiagError
     from fleetdiag.model import HostResult, Window
+    from fleetdiag.sweep import with_groups
 except ImportError:
     pass  # FleetdiagAction.missing_package says so
 
@@ -58,6 +59,6 @@ class ActionModule(FleetdiagAction):
             ansible_task.note_arrival(self.play_id())
         window = Window(duration_s=options.duration, port=options.port)
         armed = ansible_armed.arm(spec, self.transport(), window, options.tracer, instant, pickup)
-        if isinstance(armed, HostResult):
-            return dict(result, **ansible_task.window_task_result(armed, options.port))
+        if isinstance(armed, HostResult):  # failed before its window: still in its groups in the report
+            return dict(result, **ansible_task.window_task_result(with_groups(armed, spec), options.port))
         return dict(result, **ansible_armed.arm_task_result(armed, options, chosen[-1] if chosen else None))
