@@ -110,6 +110,15 @@ def test_backlog_traffic_produces_real_backlog_drops(lab_fleet: LabFleet) -> Non
     assert lab_fleet.tcpext(quiet)["TCPBacklogDrop"] == quiet_before
 
 
+def test_every_backlog_traffic_run_drops(lab_fleet: LabFleet) -> None:
+    """The held recv()s make every run drop, not just most: one short run, no retry."""
+    receiver, sender = lab_fleet.host("h01"), lab_fleet.host("h02")
+    traffic = start_backlog_traffic(lab_fleet, receiver, sender, port=5209, seconds=2)
+    drops = traffic.wait()
+    assert traffic.holds() > 0, traffic._stderr()
+    assert drops > 0
+
+
 def test_inventory_lists_every_host_with_the_fleet_key(lab_fleet: LabFleet, lab_inventory: Path) -> None:
     yaml = pytest.importorskip("yaml")
     inventory = yaml.safe_load(lab_inventory.read_text())["all"]

@@ -76,6 +76,13 @@ class BacklogTraffic:
                 return int(line.split()[1])
         return 0
 
+    def holds(self) -> int:
+        """How many recv()s the receiver held with duplicates meeting them, after wait() (0: recipe alone)."""
+        for line in (self._logs / "receive.out").read_text().splitlines():
+            if line.startswith("holds "):
+                return int(line.split()[1])
+        return 0
+
     def _launch(self, role: str, host: LabHost) -> subprocess.Popen:
         """Run the traffic script in HOST's namespace with output to files (no pipes to drain)."""
         target = self.receiver.address

@@ -7,17 +7,33 @@ Recipe (LAB.md): the receiver alternates 0.2 s phases. "grow" sets SO_RCVBUF to 
 sender gets a large window; "shrink" has a second thread hammer SO_RCVBUF=4096 while the main
 thread keeps recv()ing, so the socket is often owned by the user as a window's worth of data
 arrives and overflows the now tiny backlog limit.
+
+That alone is luck: how much arrives while the socket is owned depends on the sender's congestion
+state (after a loss it may sit out an RTO), and on a quiet machine a run can end with no drop at
+all. So each shrink phase also holds one recv() for HOLD_SECONDS through userfaultfd
+(socket_hold.py) and, while the socket is surely owned, injects DUPLICATES copies of a segment of
+this flow (as from the sender, through the loopback: raw_segments.py). They meet the owned socket
+and its tiny limit, so every hold drops most of them: TCPBacklogDrop on every run, from the kernel's
+own tcp_add_backlog(), on this flow. Where userfaultfd is unavailable the recipe runs alone and
+the receiver says so on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import select
 import signal
 import socket
 import struct
 import sys
 import threading
 import time
+from pathlib import Path
+
+# Run as a script under `python3 -I` (no script directory on sys.path): its siblings by path.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from raw_segments import ipv4_tcp_segment  # noqa: E402
+from socket_hold import HoldUnavailable, SocketHold, queued_bytes  # noqa: E402
 
 PHASE_SECONDS = 0.2
 GROW_RCVBUF = 8 * 1024 * 1024
@@ -26,6 +42,9 @@ RECV_SIZE = 1024 * 1024
 SEND_SIZE = 1_000_000
 POLL_SECONDS = 0.5  # kernel-level socket timeouts, so blocking calls wake to check the deadline
 HARD_STOP_GRACE = 5  # the kernel kills us this long after the deadline whatever Python is doing
+HOLD_SECONDS = 0.05  # each shrink phase's held recv(); the duplicates take a few ms
+DUPLICATES = 25  # per hold; the sender's own segments already fill most of the limit, so most drop
+DUPLICATE_BYTES = 1000
 
 READY_LINE = "listening"
 
@@ -50,12 +69,22 @@ def _receive_in_phases(conn: socket.socket, deadline: float) -> int:
     shrinking, finished = threading.Event(), threading.Event()
     shrinker = threading.Thread(target=_shrink_while_set, args=(conn, shrinking, finished), daemon=True)
     shrinker.start()
-    received, phase, phase_end = 0, 0, 0.0
+    holder, inject = _socket_hold(), _duplicates_of(conn)
+    received, phase, phase_end, holds = 0, 0, 0.0, 0
     try:
         while (now := time.monotonic()) < deadline:
             if now >= phase_end:
-                _enter_phase(conn, shrinking, grow=phase % 2 == 0)
+                grow = phase % 2 == 0
                 phase, phase_end = phase + 1, now + PHASE_SECONDS
+                if not grow and holder is not None and _data_queued(conn, PHASE_SECONDS / 2):
+                    # The hammering thread starts after the hold: CPython keeps the GIL in
+                    # setsockopt(), which would sleep on the held lock, while the thread that
+                    # ends the hold needs the GIL.
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SHRINK_RCVBUF)
+                    received += holder.hold(conn, HOLD_SECONDS, during=inject)
+                    holds += 1
+                _enter_phase(conn, shrinking, grow=grow)
+                continue
             try:
                 chunk = conn.recv(RECV_SIZE)
             except (BlockingIOError, TimeoutError):
@@ -67,7 +96,43 @@ def _receive_in_phases(conn: socket.socket, deadline: float) -> int:
         finished.set()
         shrinking.clear()
         shrinker.join()
+        if holder is not None:
+            print(f"holds {holds} duplicates {holds * DUPLICATES}", flush=True)
+            holder.close()
     return received
+
+
+def _socket_hold() -> SocketHold | None:
+    """The userfaultfd hold, or None (said on stderr) where this kernel or process cannot have one."""
+    try:
+        return SocketHold()
+    except HoldUnavailable as exc:
+        print(f"no held recv, the recipe alone: {exc}", file=sys.stderr, flush=True)
+        return None
+
+
+def _data_queued(conn: socket.socket, wait: float) -> bool:
+    """Data queued within WAIT seconds: a held recv() must copy, or it waits with the lock released."""
+    readable, _, _ = select.select([conn], [], [], wait)
+    return bool(readable) and queued_bytes(conn) > 0
+
+
+def _duplicates_of(conn: socket.socket):
+    """A callable that sends DUPLICATES copies of one segment of CONN's flow to CONN, as from its peer.
+
+    Raw, through this namespace's loopback: the kernel delivers them to the flow's socket as if they
+    had come from the sender. Their sequence number does not matter here: tcp_add_backlog() runs
+    before any check of it, and what fits the backlog is discarded as out of window afterwards.
+    """
+    (local, lport), (peer, pport) = conn.getsockname(), conn.getpeername()
+    packet = ipv4_tcp_segment(peer, pport, local, lport, 0, 0, b"\0" * DUPLICATE_BYTES)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)  # IP_HDRINCL implied
+
+    def inject() -> None:
+        for _ in range(DUPLICATES):
+            raw.sendto(packet, (local, 0))
+
+    return inject
 
 
 def _enter_phase(conn: socket.socket, shrinking: threading.Event, grow: bool) -> None:
