@@ -17,7 +17,6 @@ TCP_REPAIR_ON = 1
 TCP_REPAIR_OFF_NO_WP = -1  # leave repair mode without sending a window probe
 
 
-
 def sequence_numbers(sock: socket.socket) -> tuple[int, int]:
     """(next seq to send, next seq expected) of a connected socket, read in repair mode (root)."""
     sock.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_ON)
