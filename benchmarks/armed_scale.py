@@ -9,6 +9,10 @@ then for each size in SIZES, over the first SIZE hosts, in one run:
   (a) `ansible lab -m raw -a 'sleep DURATION; cat /proc/net/netstat' -f 100` (needs ansible-core:
       `pip install ansible-core`; the benchmark only, never a fleetdiag dependency);
   (b) `fleetdiag collect --duration DURATION --tracer counters` with the default forks (50).
+  (c) the floor of (b)'s shape: two bare sessions per host (fleetdiag's SshTransport, strict host
+      keys, each running `true`), all first sessions then DURATION s then all second sessions, at
+      the same forks: what any armed sweep of this lab costs before doing anything (`--no-floor`
+      skips it).
 It prints wall time, hosts ok, the controller's CPU seconds (per host, in ms) and peak RSS, the
 window start spread across the fleet (clock-corrected), and for fleetdiag the time from launch
 to the armed instant and from the window's end to the last fetch; then the ratio b/a of wall
@@ -100,6 +104,54 @@ def run_fleetdiag(fleet: LabFleet, hosts: list[LabHost], duration: int, scratch:
     return run
 
 
+def run_floor(fleet: LabFleet, hosts: list[LabHost], duration: int, scratch: Path, forks: int = 50) -> dict:
+    """(c) two bare sessions per host, forks-bounded, DURATION s apart: the armed sweep's floor here."""
+    listing = scratch / f"floor-{len(hosts)}.json"
+    listing.write_text(json.dumps({"hosts": [[h.name, h.address, h.port] for h in hosts],
+                                   "known_hosts": str(fleet.known_hosts_path), "key": str(fleet.key_path)}))  # fmt: skip
+    argv = [sys.executable, str(Path(__file__).resolve()), "--floor-worker", str(listing), "--forks", str(forks),
+            "--duration", str(duration)]  # fmt: skip
+    run, out = timed(argv, cwd=REPO)
+    doc = json.loads(out) if out.strip() else {"ok": 0, "phases": {}}
+    run.update(ok=doc["ok"], phases=doc["phases"], spread=None)
+    return run
+
+
+def floor_worker(listing: Path, forks: int, duration: int) -> int:
+    """The floor's process: its CPU and RSS are what `timed` reports."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fleetdiag.model import HostSpec
+    from fleetdiag.transport import SshOptions
+    from fleetdiag.transport.ssh import SshTransport
+
+    saved = json.loads(listing.read_text())
+    options = SshOptions(known_hosts=(saved["known_hosts"],), default_private_key=saved["key"])
+    specs = [HostSpec(name=n, address=a, port=p, user="root") for n, a, p in saved["hosts"]]
+
+    def session(spec: HostSpec) -> bool:
+        transport = SshTransport(spec, options)
+        try:
+            transport.open()
+            return transport.run("true", timeout=60).exit_code == 0
+        except Exception:  # a host that fails is counted, not fatal
+            return False
+        finally:
+            transport.close()
+
+    began = time.monotonic()
+    with ThreadPoolExecutor(max_workers=forks) as pool:
+        first = list(pool.map(session, specs))
+    first_s = time.monotonic() - began
+    time.sleep(duration)
+    second_began = time.monotonic()
+    with ThreadPoolExecutor(max_workers=forks) as pool:
+        second = list(pool.map(session, specs))
+    phases = {"first_sessions_s": round(first_s, 2), "second_sessions_s": round(time.monotonic() - second_began, 2)}
+    print(json.dumps({"ok": sum(a and b for a, b in zip(first, second)), "phases": phases}))
+    return 0
+
+
 def line(name: str, size: int, run: dict | None) -> str:
     if run is None:
         return f"  {name:<10} {size:>5}  (ansible not installed: pip install ansible-core)"
@@ -117,7 +169,11 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--forks", type=int, default=50, help="fleetdiag's --forks (its default: 50)")
     parser.add_argument("--no-ansible", action="store_true")
+    parser.add_argument("--no-floor", action="store_true", help="skip (c), the two-bare-sessions floor")
+    parser.add_argument("--floor-worker", type=Path, help=argparse.SUPPRESS)  # (c)'s own process
     args = parser.parse_args()
+    if args.floor_worker is not None:
+        return floor_worker(args.floor_worker, args.forks, args.duration)
     sizes = [int(s) for s in args.sizes.split(",")]
     if missing := missing_lab_requirements():
         print(f"benchmark needs the lab: {'; '.join(missing)}", file=sys.stderr)
@@ -126,7 +182,7 @@ def main() -> int:
         print("every size must be <= --hosts", file=sys.stderr)
         return 2
     compile_fleetdiag()
-    results: list[tuple[int, dict | None, dict]] = []
+    results: list[tuple[int, dict | None, dict, dict | None]] = []
     with tempfile.TemporaryDirectory(prefix="fleetdiag-armed-bench-") as scratch_dir:
         scratch = Path(scratch_dir)
         up = time.monotonic()
@@ -139,9 +195,12 @@ def main() -> int:
                     print(line("ansible", size, ansible), file=sys.stderr)
                 collected = run_fleetdiag(fleet, hosts, args.duration, scratch, args.forks)
                 print(line("fleetdiag", size, collected), file=sys.stderr)
-                results.append((size, ansible, collected))
+                floor = None if args.no_floor else run_floor(fleet, hosts, args.duration, scratch, args.forks)
+                if floor is not None:
+                    print(line("floor", size, floor), file=sys.stderr)
+                results.append((size, ansible, collected, floor))
     print(f"\nwindow {args.duration} s, tracer counters, fleetdiag --forks {args.forks}, ansible -f 100; {TARGETS}")
-    for size, ansible, collected in results:
+    for size, ansible, collected, floor in results:
         print(line("ansible", size, ansible))
         print(line("fleetdiag", size, collected))
         phases = collected["phases"]
@@ -152,6 +211,16 @@ def main() -> int:
             print(f"  {'':<10} {'':>5}  errors: {collected['errors']}")
         if ansible is not None:
             print(f"  {'':<10} {'':>5}  fleetdiag/ansible wall {collected['wall'] / ansible['wall']:.2f}x")
+        if floor is not None:
+            print(line("floor", size, floor))
+            phases = floor["phases"]
+            print(f"  {'':<10} {'':>5}  two bare sessions per host, --forks {args.forks}: first sessions "
+                  f"{phases.get('first_sessions_s', float('nan')):.1f} s, second sessions "
+                  f"{phases.get('second_sessions_s', float('nan')):.1f} s")  # fmt: skip
+            if ansible is not None:
+                print(f"  {'':<10} {'':>5}  floor/ansible wall {floor['wall'] / ansible['wall']:.2f}x; "
+                      f"fleetdiag/floor wall {collected['wall'] / floor['wall']:.2f}x, "
+                      f"CPU {collected['cpu'] / max(floor['cpu'], 1e-9):.2f}x")  # fmt: skip
     return 0
 
 

@@ -13,12 +13,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import fields, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
 from fleetdiag.armed_fetch import _SETTLE_S, _fetch, host_result
-from fleetdiag.armed_sweep import DEFAULT_PICKUP_S, MIN_LEAD_S, WAVE_FACTOR, ArmedHost
+from fleetdiag.armed_sweep import (
+    DEFAULT_PICKUP_S,
+    MIN_LEAD_S,
+    WAVE_FACTOR,
+    ArmedHost,
+    armed_from_document,
+)
+from fleetdiag.armed_sweep import armed_document as armed_fields
 from fleetdiag.arming import PING_REPLY, arm_script, hold_seconds, parse_armed_dir, parse_clock, start_reply
 from fleetdiag.collector import (
     DETECTION_TIMEOUT_S,
@@ -27,8 +34,10 @@ from fleetdiag.collector import (
     _failed,
     _how_it_ended,
     _no_tracer_sentence,
-    _plan,
     _raise_for_sudo,
+    _with_fallback_notes,
+    plan_first_usable,
+    tracer_candidates,
 )
 from fleetdiag.errors import HostError, RemoteCommandError, UnreachableError
 from fleetdiag.model import HostResult, HostSpec, Status, Window, frozen_map
@@ -100,7 +109,13 @@ def arm(
         if detection.tracer is None:
             return replace(_failed(spec, facts, None, _no_tracer_sentence(wanted, detection)),
                            tracers=frozen_map(detection.verdicts))
-        plan, _origin = _plan(spec, detection.tracer, facts, window, transport, None)
+        # As in held mode: a systemtap host that cannot build its module (none is shipped here) falls back.
+        candidates, fallbacks = tracer_candidates(detection, wanted), []
+        try:
+            tracer, plan, origin = plan_first_usable(spec, candidates, detection, window, transport, None, fallbacks)
+        except ModuleUnavailable as exc:
+            probe = detection.verdicts[candidates[-1].name].probe
+            return _with_fallback_notes(_failed(spec, facts, probe, str(exc)), fallbacks)
         sent = time.time()
         clock_out = transport.run(CLOCK_SCRIPT, timeout=DETECTION_TIMEOUT_S)
         clock = parse_clock(clock_out.stdout, sent, time.time())
@@ -115,13 +130,14 @@ def arm(
         directory = parse_armed_dir(result.stdout)
         if directory is None:
             error = split_sections(result.stdout).get("error", "").strip()
-            return _failed(spec, facts, None, error or f"the arm script ended early ({_how_it_ended(result)})")
+            failed = _failed(spec, facts, None, error or f"the arm script ended early ({_how_it_ended(result)})")
+            return _with_fallback_notes(failed, fallbacks)
         return ArmedHost(
             spec=spec,
             directory=directory,
             boot_id=clock.boot_id,
             detection=detected.stdout,
-            tracer=detection.tracer.name,
+            tracer=tracer.name,
             probe=plan.probe,
             fidelity=getattr(plan.fidelity, "value", None),
             clock_offset_s=round(clock.offset_s, 4),
@@ -129,6 +145,8 @@ def arm(
             start_s=max(start, now),
             deadline_s=remote_deadline_s(window.duration_s, plan),
             duration_s=window.duration_s,
+            module=origin,
+            fallbacks=tuple(fallbacks),
         )
     except UnreachableError as exc:
         return HostResult(spec.name, spec.address, Status.UNREACHABLE, error=str(exc))
@@ -139,7 +157,7 @@ def arm(
 def armed_document(armed: ArmedHost, duration_s: int, wanted: str = "auto", port: int | None = None,
                    instant: float | None = None) -> dict[str, Any]:  # fmt: skip
     """What the arm task returns for the fetch task (JSON: Ansible registers it)."""
-    doc = {f.name: getattr(armed, f.name) for f in fields(ArmedHost) if f.name != "spec"}
+    doc = armed_fields(armed)
     doc["spec"] = {name: getattr(armed.spec, name) for name in _SPEC_FIELDS}
     doc.update(duration_s=duration_s, wanted=wanted, port=port, instant=armed.start_s if instant is None else instant)
     return doc
@@ -162,10 +180,9 @@ def armed_from(document: Mapping[str, Any]) -> tuple[ArmedHost, int, str, int | 
     """The ArmedHost, window length, tracer asked for and port an arm task returned; ValueError if not one.
     (Its ``instant`` is the play's: ``fetch_task_result`` reports it.)"""
     try:
-        names = {f.name for f in fields(ArmedHost)} - {"spec"}
         saved = {k: v for k, v in dict(document["spec"]).items() if k in _SPEC_FIELDS}
         spec = HostSpec(**{**saved, "groups": tuple(saved.get("groups") or ())})
-        armed = ArmedHost(spec=spec, **{k: document[k] for k in names if k in document})
+        armed = armed_from_document(spec, dict(document))
         port = document.get("port")
         return armed, int(document["duration_s"]), str(document.get("wanted") or "auto"), None if port is None else int(port)
     except (KeyError, TypeError, ValueError) as exc:

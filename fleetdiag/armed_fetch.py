@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from fleetdiag import tracers
 from fleetdiag.armed_sweep import ArmedFleet, ArmedHost
 from fleetdiag.arming import Fetched, fetch_script, lost_sentence, parse_fetch
-from fleetdiag.collector import _detection_from, _raise_for_sudo, window_result
+from fleetdiag.collector import _detection_from, _raise_for_sudo, _with_fallback_notes, window_result, with_module
 from fleetdiag.connect_ramp import DEFAULT_HANDSHAKES, ConnectRamp
 from fleetdiag.errors import HostError, UnreachableError
 from fleetdiag.interrupt import StopRequest
@@ -143,6 +143,7 @@ def host_result(armed: ArmedHost, fetched: Fetched, wanted: str) -> HostResult:
                          window=window)
     if armed.fidelity is not None:
         host = replace(host, fidelity=Fidelity(armed.fidelity))
+    host = _with_fallback_notes(with_module(host, armed.module), armed.fallbacks)
     offset = armed.clock_offset_s
     notes = list(host.notes)
     if fetched.late_s is not None:

@@ -16,8 +16,9 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
+from typing import Any
 
 from fleetdiag.arming import (
     PING_REPLY,
@@ -35,18 +36,20 @@ from fleetdiag.collector import (
     _failed,
     _how_it_ended,
     _no_tracer_sentence,
-    _plan,
     _raise_for_sudo,
+    _with_fallback_notes,
+    plan_first_usable,
+    tracer_candidates,
 )
 from fleetdiag.connect_ramp import DEFAULT_HANDSHAKES, ConnectRamp
 from fleetdiag.errors import HostError, RemoteCommandError, UnreachableError
 from fleetdiag.interrupt import StopRequest
-from fleetdiag.model import HostResult, HostSpec, Status, frozen_map
+from fleetdiag.model import HostResult, HostSpec, ModuleOrigin, Status, frozen_map
 from fleetdiag.module_builds import ModuleBuilds, ModuleCache, ModuleUnavailable, default_cache_dir
 from fleetdiag.sections import split_sections
 from fleetdiag.sweep import ProgressCallback, SweepOptions, with_groups
 from fleetdiag.tracers import systemtap
-from fleetdiag.tracers.base import ProbePlan
+from fleetdiag.tracers.base import ProbePlan, Tracer
 from fleetdiag.transport.base import ASK_MARKER, CommandResult, Transport, reply
 from fleetdiag.window_script import detect_then_window_script, remote_deadline_s
 
@@ -87,6 +90,26 @@ class ArmedHost:
     start_s: float  # when its window starts, controller clock (the fleet's instant, or later if armed late)
     deadline_s: int  # the most its window script can run after it starts
     duration_s: int = 0  # the window asked for: the probes count intervals of its length (0: a record from before)
+    module: ModuleOrigin | None = None  # systemtap only: where its module came from
+    fallbacks: tuple[str, ...] = ()  # the probes passed over before this one, and why (as in held mode)
+
+
+def armed_document(armed: ArmedHost) -> dict[str, Any]:
+    """ARMED's fields but its spec, as JSON values (a pending sweep's record, the Ansible arm task's result)."""
+    doc = {f.name: getattr(armed, f.name) for f in fields(ArmedHost) if f.name != "spec"}
+    doc["module"] = None if armed.module is None else asdict(armed.module)
+    doc["fallbacks"] = list(armed.fallbacks)
+    return doc
+
+
+def armed_from_document(spec: HostSpec, doc: dict[str, Any]) -> ArmedHost:
+    """The ArmedHost ``armed_document`` wrote (unknown keys ignored, new fields defaulted for older records)."""
+    names = {f.name for f in fields(ArmedHost)} - {"spec"}
+    values = {k: v for k, v in doc.items() if k in names}
+    if values.get("module") is not None:
+        values["module"] = ModuleOrigin(**values["module"])
+    values["fallbacks"] = tuple(values.get("fallbacks") or ())
+    return ArmedHost(spec=spec, **values)
 
 
 @dataclass
@@ -186,6 +209,7 @@ class _ArmOffer:
         self.stage = "detect"
         self.detected = ""
         self.detection: Detection | None = None
+        self.tracer: Tracer | None = None
         self.plan: ProbePlan | None = None
         self.sent = 0.0
         self.clock = None
@@ -193,9 +217,9 @@ class _ArmOffer:
         self.error: Exception | None = None
         self.asked_instant = False
 
-    def standalone(self, plan: ProbePlan) -> None:
-        """The arm script runs as a script of its own (systemtap: its module came in between)."""
-        self.plan, self.stage = plan, "ping"
+    def standalone(self, tracer: Tracer, plan: ProbePlan) -> None:
+        """The arm script runs as a script of its own (systemtap: its module, or a fallback, came in between)."""
+        self.tracer, self.plan, self.stage = tracer, plan, "ping"
 
     def answer(self, stdout: str) -> tuple[bytes, float]:
         try:
@@ -219,7 +243,7 @@ class _ArmOffer:
         if tracer is None or tracer is systemtap:  # systemtap's module comes in a round trip of its own
             self.stage = "over"
             return reply(b""), _ANSWER_S
-        self.plan = tracer.plan(self.detection.facts, self.options.window)
+        self.tracer, self.plan = tracer, tracer.plan(self.detection.facts, self.options.window)
         self.stage = "ping"
         return reply(arm_script(self.plan, self.options.window.duration_s).encode()), float(DETECTION_TIMEOUT_S)
 
@@ -268,17 +292,28 @@ def arm_host(
         if detection.tracer is None:
             return replace(_failed(spec, facts, None, _no_tracer_sentence(options.tracer, detection)),
                            tracers=frozen_map(detection.verdicts))
+        origin, fallbacks = None, []
         if detection.tracer is systemtap:
             if modules is not None:
                 modules.announce(spec.name, facts)
-            plan, _origin = _plan(spec, systemtap, facts, options.window, transport, modules)
-            offer.standalone(plan)
+            # As in held mode: a host that can neither build nor receive its module falls back (to counters).
+            candidates = tracer_candidates(detection, options.tracer)
+            try:
+                tracer, plan, origin = plan_first_usable(spec, candidates, detection, options.window, transport,
+                                                         modules, fallbacks)  # fmt: skip
+            except ModuleUnavailable as exc:
+                probe = detection.verdicts[candidates[-1].name].probe
+                return _with_fallback_notes(_failed(spec, facts, probe, str(exc)), fallbacks)
+            offer.standalone(tracer, plan)
             result = transport.run(arm_script(plan, options.window.duration_s), timeout=DETECTION_TIMEOUT_S,
                                    answer=offer.answer)  # fmt: skip
             _raise_for_sudo(result)
             if offer.error is not None:
                 raise offer.error
-        return _armed(spec, offer, detection, result, options)
+        armed = _armed(spec, offer, detection, result, options)
+        if isinstance(armed, ArmedHost):
+            return replace(armed, module=origin, fallbacks=tuple(fallbacks))
+        return _with_fallback_notes(armed, fallbacks)
     except UnreachableError as exc:
         return HostResult(spec.name, spec.address, Status.UNREACHABLE, error=str(exc))
     except (HostError, ModuleUnavailable) as exc:
@@ -294,7 +329,7 @@ def _armed(spec: HostSpec, offer: _ArmOffer, detection: Detection, result: Comma
            options: SweepOptions) -> ArmedHost | HostResult:  # fmt: skip
     """The armed host, or why the arm script did not arm it."""
     directory = parse_armed_dir(result.stdout)
-    plan, clock, tracer = offer.plan, offer.clock, detection.tracer
+    plan, clock, tracer = offer.plan, offer.clock, offer.tracer
     if directory is None or plan is None or clock is None or offer.start_s is None or tracer is None:
         if offer.stop.requested.is_set():
             return HostResult(spec.name, spec.address, Status.FAILED,

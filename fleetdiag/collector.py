@@ -209,29 +209,28 @@ def collect_host(
             )
         # auto: a probe that fails to start (a compile error, a kernel that refuses it)
         # hands over to the next usable tracer, down to counters, and the result says so.
-        candidates = [detection.tracer, *(_fallbacks(detection) if wanted == "auto" else [])]
+        candidates = tracer_candidates(detection, wanted)
         failures: list[str] = []
-        for tracer in candidates:
+        while candidates:
             origin: ModuleOrigin | None = None
-            if trip.plan is not None and trip.result is not None and tracer is detection.tracer:
-                plan, result = trip.plan, trip.result  # it ran in the detection's round trip
+            if trip.plan is not None and trip.result is not None and candidates[0] is detection.tracer:
+                tracer, plan, result = detection.tracer, trip.plan, trip.result  # it ran in the detection's round trip
             else:
                 if before_window is not None:
                     before_window()  # the gate is open after the first time; a stop request still ends here
                 try:
-                    plan, origin = _plan(spec, tracer, facts, window, transport, modules)
+                    tracer, plan, origin = plan_first_usable(spec, candidates, detection, window, transport, modules,
+                                                             failures)  # fmt: skip
                 except ModuleUnavailable as exc:
-                    if tracer is candidates[-1]:
-                        return _with_fallback_notes(_failed(spec, facts, detection.verdicts[tracer.name].probe, str(exc)), failures)
-                    failures.append(f"{detection.verdicts[tracer.name].probe}: {exc}")
-                    continue
+                    probe = detection.verdicts[candidates[-1].name].probe
+                    return _with_fallback_notes(_failed(spec, facts, probe, str(exc)), failures)
                 result = _run_window(spec, transport, tracer, facts, plan, window, on_live)
+            candidates = candidates[candidates.index(tracer) + 1 :]
             probe = plan.probe
             host = window_result(spec, facts, tracer, plan.probe, result, plan=plan, verdicts=detection.verdicts,
                                  window=window)  # fmt: skip
-            if origin is not None:  # where this host's systemtap module came from, for people and for JSON
-                host = replace(host, module=origin, notes=(*host.notes, origin.sentence()))
-            if host.status is Status.OK or _probe_started(result) or tracer is candidates[-1]:
+            host = with_module(host, origin)
+            if host.status is Status.OK or _probe_started(result) or not candidates:
                 return _with_fallback_notes(host, failures)
             failures.append(f"{plan.probe}: {host.error}")
         raise AssertionError("the last candidate always returns")
@@ -287,6 +286,46 @@ def _plan(
     return systemtap.plan(facts, window), ModuleOrigin("compiled here", spec.name)
 
 
+def tracer_candidates(detection: Detection, wanted: str) -> list[Tracer]:
+    """The tracers a host may use, in order: the chosen one, then (with ``auto``) every usable one after it."""
+    if detection.tracer is None:
+        return []
+    return [detection.tracer, *(_fallbacks(detection) if wanted == "auto" else [])]
+
+
+def plan_first_usable(
+    spec: HostSpec,
+    candidates: list[Tracer],
+    detection: Detection,
+    window: Window,
+    transport: Transport,
+    modules: ModuleBuilds | None,
+    failures: list[str],
+) -> tuple[Tracer, ProbePlan, ModuleOrigin | None]:
+    """The first candidate a plan can be made for; held and armed windows both fall back through it.
+
+    A systemtap host that can neither build its module nor receive one hands over to the next
+    candidate (down to counters); each one passed over adds a sentence to ``failures``. Raises
+    the last candidate's ModuleUnavailable when none is left.
+    """
+    for tracer in candidates:
+        try:
+            plan, origin = _plan(spec, tracer, detection.facts, window, transport, modules)
+            return tracer, plan, origin
+        except ModuleUnavailable as exc:
+            if tracer is candidates[-1]:
+                raise
+            failures.append(f"{detection.verdicts[tracer.name].probe}: {exc}")
+    raise ModuleUnavailable("no tracer to plan for")
+
+
+def with_module(host: HostResult, origin: ModuleOrigin | None) -> HostResult:
+    """The host with where its systemtap module came from, for people (a note) and for JSON."""
+    if origin is None:
+        return host
+    return replace(host, module=origin, notes=(*host.notes, origin.sentence()))
+
+
 def _fallbacks(detection: Detection) -> list[Tracer]:
     """The usable tracers after the chosen one, in preference order."""
     names = list(detection.verdicts)
@@ -294,7 +333,7 @@ def _fallbacks(detection: Detection) -> list[Tracer]:
     return [tracers.BY_NAME[n] for n in names[chosen + 1 :] if detection.verdicts[n].usable]
 
 
-def _with_fallback_notes(host: HostResult, failures: list[str]) -> HostResult:
+def _with_fallback_notes(host: HostResult, failures: list[str] | tuple[str, ...]) -> HostResult:
     """Say which probes failed before this one; a host that failed on them all keeps every reason."""
     if not failures:
         return host

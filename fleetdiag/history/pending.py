@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from fleetdiag.armed_sweep import ArmedFleet, ArmedHost
+from fleetdiag.armed_sweep import ArmedFleet, ArmedHost, armed_document, armed_from_document
 from fleetdiag.document import format_time, host_document, load_sweep
 from fleetdiag.history.store import _ID_FORMAT, ResultsError, ResultsStore, _write_private
 from fleetdiag.model import HostSpec
@@ -69,7 +68,7 @@ def save_pending(store: ResultsStore, fleet: ArmedFleet, ssh: SshOptions, wanted
 
 
 def _armed_document(armed: ArmedHost) -> dict[str, Any]:
-    doc = {f.name: getattr(armed, f.name) for f in fields(ArmedHost) if f.name != "spec"}
+    doc = armed_document(armed)
     doc["spec"] = {name: getattr(armed.spec, name) for name in _SPEC_FIELDS}
     return doc
 
@@ -106,11 +105,7 @@ class PendingSweep:
         started = datetime.fromisoformat(r["started_at"].replace("Z", "+00:00"))
         failed_sweep = load_sweep({"schema_version": 1, "started_at": r["started_at"], "duration_s": r["duration_s"],
                                    "hosts": r["failed"]}, f"pending sweep {self.id}")  # fmt: skip
-        armed_names = {f.name for f in fields(ArmedHost)}
-        armed = [
-            ArmedHost(**{**{k: v for k, v in a.items() if k in armed_names}, "spec": _spec(a["spec"])})
-            for a in r["armed"]
-        ]
+        armed = [armed_from_document(_spec(a["spec"]), a) for a in r["armed"]]
         return ArmedFleet(started, float(r["launch"]), float(r["instant"]), int(r["duration_s"]), armed=armed,
                           failed={h.name: h for h in failed_sweep.hosts}, order=list(r["order"]),
                           armed_at=float(r["armed_at"]))  # fmt: skip
