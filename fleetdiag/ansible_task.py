@@ -20,7 +20,7 @@ from typing import Any
 
 from fleetdiag import tracers
 from fleetdiag.collector import check_host, collect_host
-from fleetdiag.document import flow_document, host_document
+from fleetdiag.document import check_document, flow_document, host_document
 from fleetdiag.errors import UsageError
 from fleetdiag.model import HostCheck, HostResult, HostSpec, Status, Window
 from fleetdiag.sweep import with_groups
@@ -161,8 +161,6 @@ def _window_words(host: HostResult) -> str:
 
 def check_task_result(check: HostCheck) -> dict[str, Any]:
     """Check mode's result: the host's entry of ``fleetdiag check -o json``."""
-    from fleetdiag.cli.check import check_document  # the same document the CLI prints
-
     (entry,) = check_document([check])["hosts"]
     result: dict[str, Any] = {"changed": False, "check": entry}
     if check.status is Status.UNREACHABLE:
