@@ -103,7 +103,9 @@ def verdict(sweep: dict, hosts: int) -> list[str]:
     """What breaks the one window (must-have 4): hosts late, not ok, or starts spread 1 s or more."""
     problems = []
     if sweep["late"]:
-        problems.append(f"{len(sweep['late'])} host(s) armed after the play's instant (late): {', '.join(sweep['late'][:10])}")
+        problems.append(
+            f"{len(sweep['late'])} host(s) armed after the play's instant (late): {', '.join(sweep['late'][:10])}"
+        )
     if sweep["ok"] < hosts:
         problems.append(f"{hosts - sweep['ok']} host(s) not ok: {dict(list(sweep['failed'].items())[:3])}")
     for key in ("spread", "lab_spread"):

@@ -15,6 +15,7 @@ try:
 except ImportError:
     pass  # FleetdiagAction.run says so
 
+_REASONS_SHOWN = 10
 _OPTIONS = frozenset({"results", "hosts", "results_dir", "prom_file", "duration", "port", "fail_on_missing"})
 
 
@@ -50,7 +51,10 @@ class ActionModule(FleetdiagAction):
         saved = dict(changed=True, sweep_id=record.id, results_dir=where, document=str(document), missing=missing,
                      summary=ansible_sweep.summary(sweep), msg=ansible_sweep.summary_sentence(sweep, record, where))  # fmt: skip
         if missing and boolean(args.get("fail_on_missing", False), strict=False):
-            saved.update(failed=True, msg=f"{saved['msg']}; no window on {', '.join(missing)}")
+            # Each host's reason in the message itself: Ansible prints a failed task's msg verbatim.
+            reasons = [f"{name}: {why}" for name, why in list(missing.items())[:_REASONS_SHOWN]]
+            more = f"; and {len(missing) - _REASONS_SHOWN} more" if len(missing) > _REASONS_SHOWN else ""
+            saved.update(failed=True, msg=f"{saved['msg']}; no window on {len(missing)} host(s): {'; '.join(reasons)}{more}")
         return saved
 
 
