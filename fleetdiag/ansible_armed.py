@@ -97,7 +97,7 @@ def arm(
     """Detect, read the clock and arm one host for the play's instant; never raises for the host.
 
     ``instant`` gets the seconds this host's trips took so far and returns the play's instant
-    (the first host to ask sets it, see ``ansible_task.play_instant``).
+    (set once the first forks batch is ready, see ``ansible_instant.wave_instant``).
     """
     began = time.monotonic()
     facts = None

@@ -7,20 +7,16 @@ collector, detection, tracer choice, window script and parsers are fleetdiag's o
 
 from __future__ import annotations
 
-import fcntl
-import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fleetdiag import tracers
+from fleetdiag.ansible_instant import play_instant
 from fleetdiag.collector import check_host, collect_host
-from fleetdiag.document import flow_document, host_document
+from fleetdiag.document import check_document, flow_document, host_document
 from fleetdiag.errors import UsageError
 from fleetdiag.model import HostCheck, HostResult, HostSpec, Status, Window
 from fleetdiag.sweep import with_groups
@@ -161,8 +157,6 @@ def _window_words(host: HostResult) -> str:
 
 def check_task_result(check: HostCheck) -> dict[str, Any]:
     """Check mode's result: the host's entry of ``fleetdiag check -o json``."""
-    from fleetdiag.cli.check import check_document  # the same document the CLI prints
-
     (entry,) = check_document([check])["hosts"]
     result: dict[str, Any] = {"changed": False, "check": entry}
     if check.status is Status.UNREACHABLE:
@@ -172,66 +166,3 @@ def check_task_result(check: HostCheck) -> dict[str, Any]:
     else:
         result["msg"] = f"collect would run {check.probe} ({check.tracer})"
     return result
-
-
-def play_instant(play_id: str, choose: Callable[[list[float]], float], root: Path | None = None) -> float:
-    """The one instant every host of a play starts its window at (Unix time, controller clock).
-
-    The first host to ask sets it: ``choose(arrivals)`` gets when each host so far reached the
-    task (``note_arrival``: how fast Ansible is starting them). The others read it from a
-    controller-side file keyed by the play's uuid: Ansible's forks are processes and share
-    nothing else.
-    """
-    path = _play_file(play_id, root)
-    with open(path, "a+", encoding="utf-8") as file:
-        fcntl.flock(file, fcntl.LOCK_EX)
-        state = _read_state(file)
-        if isinstance(state.get("start_at"), (int, float)):
-            return float(state["start_at"])
-        state["start_at"] = choose(sorted(float(t) for t in state.get("arrivals", [])))
-        _write_state(file, state)
-    _forget_old_instants(path.parent, keep=path)
-    return float(state["start_at"])
-
-
-def note_arrival(play_id: str, root: Path | None = None, clock: Callable[[], float] = time.time) -> None:
-    """Record that one more host reached the task (before the instant is set; a few bytes per host)."""
-    with open(_play_file(play_id, root), "a+", encoding="utf-8") as file:
-        fcntl.flock(file, fcntl.LOCK_EX)
-        state = _read_state(file)
-        if "start_at" not in state:
-            state.setdefault("arrivals", []).append(clock())
-            _write_state(file, state)
-
-
-def _play_file(play_id: str, root: Path | None) -> Path:
-    directory = root or Path(tempfile.gettempdir()) / f"fleetdiag-ansible-{os.getuid()}"
-    directory.mkdir(mode=0o700, exist_ok=True)
-    safe = "".join(c for c in play_id if c.isalnum() or c in "-_") or "play"
-    return directory / f"{safe}.instant"
-
-
-def _read_state(file: Any) -> dict[str, Any]:
-    file.seek(0)
-    try:
-        state = json.loads(file.read() or "{}")
-    except ValueError:
-        return {}
-    return state if isinstance(state, dict) else {}
-
-
-def _write_state(file: Any, state: dict[str, Any]) -> None:
-    file.seek(0)
-    file.truncate()
-    file.write(json.dumps(state))
-    file.flush()
-
-
-def _forget_old_instants(directory: Path, keep: Path, max_age_s: float = 86400) -> None:
-    """Plays long over leave their instant files; the next play removes them."""
-    for old in directory.glob("*.instant"):
-        try:
-            if old != keep and time.time() - old.stat().st_mtime > max_age_s:
-                old.unlink()
-        except OSError:
-            pass  # another play's fork got there first

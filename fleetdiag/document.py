@@ -9,7 +9,7 @@ recomputed, not read.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Mapping, Union
+from typing import Any, Literal, Mapping, Sequence, Union
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -18,7 +18,7 @@ from fleetdiag.backlog_limit import backlog_limit
 from fleetdiag.diagnosis import flow_verdicts, host_verdicts, reconcile, unchecked_reasons
 from fleetdiag.diagnosis.fleet import activity, fleet_events
 from fleetdiag.errors import FleetdiagError
-from fleetdiag.model import FlowDrop, HostResult, Status, Sweep, frozen_map
+from fleetdiag.model import FlowDrop, HostCheck, HostResult, Status, Sweep, frozen_map
 from fleetdiag.tracers.prog_stats import stats_document, stats_from_document
 
 SCHEMA_VERSION = 1
@@ -135,6 +135,30 @@ def sweep_document(sweep: Sweep) -> dict[str, Any]:
         "window_instant": getattr(sweep, "window_instant", None),
         "window_start_spread_s": window_start_spread(sweep),
         "phases": dict(getattr(sweep, "phases", None) or {}),
+    }
+
+
+def check_document(checks: Sequence[HostCheck]) -> dict[str, Any]:
+    """What ``fleetdiag check -o json`` prints (and fleetdiag.drops.window returns in check mode):
+    ``{"hosts": [{name, address, status, error, kernel, os, tracers: {name: {usable, reason, probe}}, tracer, probe}]}``.
+    """
+    return {
+        "hosts": [
+            {
+                "name": c.name,
+                "address": c.address,
+                "status": c.status.value,
+                "error": c.error,
+                "kernel": c.kernel,
+                "os": c.os_name,
+                "tracers": {
+                    n: {"usable": v.usable, "reason": v.reason, "probe": v.probe} for n, v in c.tracers.items()
+                },
+                "tracer": c.tracer,
+                "probe": c.probe,
+            }
+            for c in checks
+        ]
     }
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
 import click
 
 from fleetdiag import tracers
 from fleetdiag.cli.environment import Environment
 from fleetdiag.cli.options import HostArgs, exit_usage, host_options
+from fleetdiag.document import check_document
 from fleetdiag.errors import FleetdiagError
 from fleetdiag.exit_status import check_exit_status
 from fleetdiag.model import HostCheck, Window
@@ -22,26 +23,6 @@ Exit codes:
   2  usage or inventory error; no host contacted
   3  some hosts unreachable, or without a usable (or the forced) tracer
   4  no host ready"""
-
-
-def check_document(checks: Sequence[HostCheck]) -> dict[str, Any]:
-    """``{"hosts": [{name, address, status, error, kernel, os, tracers: {name: {usable, reason, probe}}, tracer, probe}]}``."""
-    return {
-        "hosts": [
-            {
-                "name": c.name,
-                "address": c.address,
-                "status": c.status.value,
-                "error": c.error,
-                "kernel": c.kernel,
-                "os": c.os_name,
-                "tracers": {n: {"usable": v.usable, "reason": v.reason, "probe": v.probe} for n, v in c.tracers.items()},
-                "tracer": c.tracer,
-                "probe": c.probe,
-            }
-            for c in checks
-        ]
-    }
 
 
 def check_table(checks: Sequence[HostCheck]) -> str:

@@ -195,6 +195,11 @@ def test_more_hosts_than_forks_watch_one_armed_window(tmp_path):
         # Three forks batches, one window: every host's (clock-corrected) start within 1 s.
         starts = [h["window_start"] for h in hosts.values()]
         assert max(starts) - min(starts) <= 1.0, starts
+        # The lab's hosts share this machine's clock: on their own clocks too (an offset mis-measured
+        # through Ansible's connection would hide here, corrected away in the starts above).
+        own = [h["window_start"] + h["clock_offset_s"] for h in hosts.values()]
+        assert max(own) - min(own) <= 1.0, own
+        assert not [h["name"] for h in hosts.values() if any("late" in note for note in h["notes"])], hosts
         assert doc["window_instant"] - 0.2 <= min(starts) <= doc["window_instant"] + 1.0
         for host in hosts.values():
             assert host["probe"] == "counters+ss"
@@ -228,3 +233,52 @@ def test_become_with_a_vault_encrypted_password(tmp_path):
         saved = next((tmp_path / "results" / "sweeps").glob("*.json")).read_text()
         assert password not in out + err + saved
         assert fleet.leftovers()["processes"] == []
+
+
+def test_become_password_typed_at_the_K_prompt(tmp_path):
+    """-K: ansible-playbook asks for the become password on its terminal; the sweep's scripts run with it."""
+    import pty
+
+    from tests.lab.host_setup import SUDO_USER, HostSetup
+
+    password = "typed-Become-pw"
+    with LabFleet(1, setups={"h01": HostSetup(sudo_password=password)}) as fleet:
+        inventory = lab_inventory(fleet, tmp_path / "hosts.yml", ansible_user=SUDO_USER)
+        argv = [sys.executable, "-m", "ansible", "playbook", "-i", str(inventory), "fleetdiag.drops.sweep",
+                "-e", f"fleetdiag_results_dir={tmp_path / 'results'}", "-e", "fleetdiag_duration=2", "-b", "-K"]  # fmt: skip
+        pid, terminal = pty.fork()
+        if pid == 0:  # the child: ansible-playbook on the pty, as a person at a terminal runs it
+            os.chdir(tmp_path)
+            os.execve(argv[0], argv, ansible_env(tmp_path))
+        out = _answer_prompt(terminal, b"BECOME password:", password.encode() + b"\n", timeout=180)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, out
+        (host,) = saved_document(tmp_path)["hosts"]
+        assert (host["status"], host["probe"]) == ("ok", "bpftrace:kfree_skb"), host["error"]  # root: become worked
+        saved = next((tmp_path / "results" / "sweeps").glob("*.json")).read_text()
+        assert password not in out + saved
+        assert fleet.leftovers()["processes"] == []
+
+
+def _answer_prompt(terminal: int, prompt: bytes, answer: bytes, timeout: float) -> str:
+    """Everything the program wrote on its terminal; ANSWER typed once PROMPT appears."""
+    import select
+    import time
+
+    seen, answered, deadline = b"", False, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([terminal], [], [], 1.0)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # the program ended and closed its terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if not answered and prompt in seen:
+            os.write(terminal, answer)
+            answered = True
+    assert answered, seen.decode(errors="replace")
+    return seen.decode(errors="replace")

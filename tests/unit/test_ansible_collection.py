@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from fleetdiag.ansible_armed import arm_lead_s, armed_document, armed_from, not_armed_result
+from fleetdiag.ansible_instant import (
+    HERD_S_PER_HOST,
+    QUIET_S,
+    leave,
+    note_arrival,
+    play_instant,
+    wave_instant,
+    wave_lead_s,
+)
 from fleetdiag.ansible_sweep import NO_RESULT, save_sweep, sweep_from_results
-from fleetdiag.ansible_task import note_arrival, play_instant, wait_until, window_options, window_task_result
+from fleetdiag.ansible_task import wait_until, window_options, window_task_result
 from fleetdiag.armed_sweep import ArmedHost
 from fleetdiag.errors import UsageError
 from fleetdiag.history import ResultsStore
@@ -69,6 +79,56 @@ def test_the_instant_waits_for_the_hosts_ansible_is_still_starting(tmp_path: Pat
     assert starting - alone == pytest.approx((7 * 0.2 + 0.4 - 9 * 0.1) * 2.0)
 
 
+def test_the_armed_instant_waits_for_the_whole_first_batch(tmp_path: Path) -> None:
+    # Ansible starts a batch's workers one by one: the instant is set only once the last of them is
+    # ready, so no host is armed after it (a pace extrapolated from the first hosts left 16-53 of 200 late).
+    clock = [100.0]
+    for _host in range(4):
+        note_arrival("play", tmp_path, clock=lambda: clock[0])
+    got: list[float] = []
+    waiting = threading.Thread(target=lambda: got.append(wave_instant("play", 4, 10, tmp_path, clock=lambda: clock[0])))
+    waiting.start()
+    for _host in range(2):
+        threading.Thread(
+            target=lambda: got.append(wave_instant("play", 4, 10, tmp_path, clock=lambda: clock[0]))
+        ).start()
+    waiting.join(0.6)
+    assert waiting.is_alive() and got == []  # three ready, one still detecting
+    clock[0] = 103.0
+    got.append(wave_instant("play", 4, 10, tmp_path, clock=lambda: clock[0]))
+    waiting.join(2)
+    deadline = time.monotonic() + 2
+    while len(got) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert got == [got[-1]] * 4
+    assert got[-1] == pytest.approx(103.0 + wave_lead_s(4, 4, 4, 10, 3.0))
+    # A host of a later batch reads it at once.
+    assert wave_instant("play", 4, 10, tmp_path, clock=lambda: 200.0) == got[-1]
+
+
+def test_hosts_that_fail_first_or_never_come_do_not_hold_the_batch(tmp_path: Path) -> None:
+    note_arrival("p1", tmp_path, clock=lambda: 10.0)
+    note_arrival("p1", tmp_path, clock=lambda: 10.5)
+    leave("p1", tmp_path, clock=lambda: 11.0)  # unreachable: its detection failed
+    assert wave_instant("p1", 2, 2, tmp_path, clock=lambda: 12.0) == pytest.approx(12.0 + wave_lead_s(1, 2, 2, 2, 2.0))
+    # Three hosts in the batch, one never reached the task: set after QUIET_S without news.
+    note_arrival("p2", tmp_path, clock=lambda: 10.0)
+    note_arrival("p2", tmp_path, clock=lambda: 10.1)
+    moments = [10.2, 10.2]  # ready, first look; then nothing for QUIET_S
+
+    def clock() -> float:
+        return moments.pop(0) if moments else 10.2 + QUIET_S
+
+    start = wave_instant("p2", 3, 3, tmp_path, clock=clock, sleep=lambda s: None)
+    assert start == pytest.approx(10.2 + QUIET_S + wave_lead_s(1, 3, 3, 3, QUIET_S + 0.2))
+
+
+def test_wave_lead_covers_the_burst_of_arm_trips_and_later_batches() -> None:
+    assert wave_lead_s(200, 200, 200, 200, 20.0) == pytest.approx(1.0 + 200 * HERD_S_PER_HOST)
+    # 6 hosts, -f 2: two batches after the first, each about as long as the first (plus room).
+    assert wave_lead_s(2, 2, 6, 2, 3.0) == pytest.approx(1.0 + 2 * HERD_S_PER_HOST + 2 * (3.0 + 1.0) * 2.0)
+
+
 def test_arm_lead_grows_with_the_forks_batches() -> None:
     one = arm_lead_s(1.0, hosts=2, forks=2)
     three = arm_lead_s(1.0, hosts=6, forks=2)
@@ -107,11 +167,17 @@ def host(name: str, status: Status = Status.OK, **kwargs) -> HostResult:
 
 def test_results_make_one_sweep_with_every_host_and_its_reason(tmp_path: Path) -> None:
     flow = FlowDrop("10.0.0.3", 5201, "10.0.0.4", 40000, None, "SOCKET_BACKLOG", 12)
-    dropping = host("h01", drops=frozen_map({"SOCKET_BACKLOG": 12}), flows=(flow,), window_start=1000.2, window_end=1010.2)
+    dropping = host(
+        "h01", drops=frozen_map({"SOCKET_BACKLOG": 12}), flows=(flow,), window_start=1000.2, window_end=1010.2
+    )
     results = {
         "h01": window_task_result(dropping),
         "h02": window_task_result(host("h02", window_start=1000.0, window_end=1010.0)),
-        "h03": {"unreachable": True, "msg": "Failed to connect to the host via ssh: Connection refused", "changed": False},
+        "h03": {
+            "unreachable": True,
+            "msg": "Failed to connect to the host via ssh: Connection refused",
+            "changed": False,
+        },
         "h04": {"skipped": True, "skip_reason": "Conditional result was False"},
         "h05": None,
     }

@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from fleetdiag.cli.check import check_document, check_table
+from fleetdiag.cli.check import check_table
+from fleetdiag.document import check_document
 from fleetdiag.errors import UsageError
 from fleetdiag.facts import parse_facts
 from fleetdiag.model import HostCheck, Status

@@ -4,61 +4,60 @@
 
 from __future__ import annotations
 
-import time
-
 from ansible import constants as C
 from ansible import context
+from ansible.module_utils.parsing.convert_bool import boolean
 
-from ansible_collections.fleetdiag.drops.plugins.plugin_utils.fleetdiag_action import FleetdiagAction
+from ansible_collections.fleetdiag.drops.plugins.plugin_utils.fleetdiag_action import (
+    FleetdiagAction,
+    ansible_armed,
+    ansible_instant,
+    ansible_task,
+)
 
 try:
-    from fleetdiag import ansible_armed, ansible_task
-    from fleetdiag.errors import FleetdiagError
     from fleetdiag.model import HostResult, Window
     from fleetdiag.sweep import with_groups
 except ImportError:
-    pass  # FleetdiagAction.missing_package says so
+    pass  # FleetdiagAction.run says so
 
 
 class ActionModule(FleetdiagAction):
     """Detect, read the host's clock and leave its window armed on it (a short task; the window runs by itself)."""
 
-    def run(self, tmp=None, task_vars=None):
+    NAME = "fleetdiag.drops.arm"
+
+    def run_fleetdiag(self, args, task_vars):
         """What fleetdiag.drops.fetch needs (``armed``), or the host's failure in fleetdiag's schema."""
-        task_vars = task_vars or {}
-        result = super().run(tmp, task_vars)
-        missing = self.missing_package()
-        if missing:
-            return dict(result, **missing)
-        args = dict(self._task.args)
-        try:
-            pickup = ansible_task._integer(args.pop("pickup", ansible_armed.DEFAULT_PICKUP_S), "pickup", 10, 86400)
-            options = ansible_task.window_options(args)
-        except FleetdiagError as exc:
-            return dict(result, failed=True, msg=f"fleetdiag.drops.arm: {exc}")
+        pickup = ansible_task._integer(args.pop("pickup", ansible_armed.DEFAULT_PICKUP_S), "pickup", 10, 86400)
+        and_fetch = boolean(args.pop("fetch", False), strict=False)
+        options = ansible_task.window_options(args)
         spec = self.host_spec(task_vars)
         if self._task.check_mode:
-            return dict(result, **ansible_task.check_task_result(ansible_task.run_check(spec, self.transport(), options)))
+            return self.check(spec, options)
         hosts = len(task_vars.get("ansible_play_batch") or ()) or 1
         forks = int(context.CLIARGS.get("forks") or C.DEFAULT_FORKS)
-
+        play = self.play_id()
         chosen = []
 
-        def instant(elapsed_s):
+        def instant(_elapsed_s):
+            # The play's instant, set once its first forks batch is ready (ansible_instant says why).
             if options.start_at is not None:
                 chosen.append(options.start_at)
             else:
-                def choose(arrivals):
-                    now = time.time()
-                    return now + ansible_armed.arm_lead_s(elapsed_s, hosts, forks, arrivals, now)
-
-                chosen.append(ansible_task.play_instant(self.play_id(), choose))
+                chosen.append(ansible_instant.wave_instant(play, hosts, forks))
             return chosen[-1]
 
         if options.start_at is None:
-            ansible_task.note_arrival(self.play_id())
+            ansible_instant.note_arrival(play)
         window = Window(duration_s=options.duration, port=options.port)
         armed = ansible_armed.arm(spec, self.transport(), window, options.tracer, instant, pickup)
+        if options.start_at is None and not chosen:  # failed before it was ready: its batch does not wait for it
+            ansible_instant.leave(play)
         if isinstance(armed, HostResult):  # failed before its window: still in its groups in the report
-            return dict(result, **ansible_task.window_task_result(with_groups(armed, spec), options.port))
-        return dict(result, **ansible_armed.arm_task_result(armed, options, chosen[-1] if chosen else None))
+            return ansible_task.window_task_result(with_groups(armed, spec), options.port)
+        armed_result = ansible_armed.arm_task_result(armed, options, chosen[-1] if chosen else None)
+        if and_fetch:  # the play's hosts fit in one forks batch: no second pass over them to fetch
+            host = ansible_armed.fetch(armed, options.duration, self.transport(), options.tracer)
+            return ansible_armed.fetch_task_result(host, armed_result["armed"])
+        return armed_result

@@ -4,38 +4,31 @@
 
 from __future__ import annotations
 
-from ansible.plugins.action import ActionBase
+from ansible.module_utils.parsing.convert_bool import boolean
+
+from ansible_collections.fleetdiag.drops.plugins.plugin_utils.fleetdiag_action import FleetdiagAction, ansible_sweep
 
 try:
-    from fleetdiag import ansible_sweep
     from fleetdiag.errors import FleetdiagError
     from fleetdiag.history import default_results_dir
-except ImportError as exc:  # the collection came without its Python package
-    FLEETDIAG_IMPORT_ERROR: ImportError | None = exc
-else:
-    FLEETDIAG_IMPORT_ERROR = None
+    from fleetdiag.model import Status
+except ImportError:
+    pass  # FleetdiagAction.run says so
 
-_OPTIONS = frozenset({"results", "hosts", "results_dir", "prom_file", "duration", "port"})
+_REASONS_SHOWN = 10
+_OPTIONS = frozenset({"results", "hosts", "results_dir", "prom_file", "duration", "port", "fail_on_missing"})
 
 
-class ActionModule(ActionBase):
+class ActionModule(FleetdiagAction):
     """Reads each host's registered fleetdiag.drops.window result; writes the document and its index."""
 
-    _supports_check_mode = True
-    _supports_async = False
-    TRANSFERS_FILES = False
+    NAME = "fleetdiag.drops.save"
 
-    def run(self, tmp=None, task_vars=None):
+    def run_fleetdiag(self, args, task_vars):
         """Save the sweep (never contacts a host); the record's id and a summary."""
-        task_vars = task_vars or {}
-        result = super().run(tmp, task_vars)
-        if FLEETDIAG_IMPORT_ERROR is not None:
-            return dict(result, failed=True, msg=f"the fleetdiag Python package is missing on the controller "
-                        f"({FLEETDIAG_IMPORT_ERROR}): pip install 'fleetdiag[ansible]'")  # fmt: skip
-        args = self._task.args
         unknown = sorted(set(args) - _OPTIONS)
         if unknown:
-            return dict(result, failed=True, msg=f"fleetdiag.drops.save: unsupported option(s) {', '.join(unknown)}")
+            return dict(failed=True, msg=f"{self.NAME}: unsupported option(s) {', '.join(unknown)}")
         register = str(args.get("results") or "fleetdiag_window")
         names = [str(h) for h in args.get("hosts") or task_vars.get("ansible_play_hosts_all") or ()]
         hostvars = task_vars.get("hostvars") or {}
@@ -45,7 +38,7 @@ class ActionModule(ActionBase):
             results[name] = host.get(register)
             addresses[name] = str(host.get("ansible_host") or name)
         if self._task.check_mode:
-            return dict(result, changed=False, msg=f"check mode: {len(names)} host(s) checked, no sweep saved")
+            return dict(changed=False, msg=f"check mode: {len(names)} host(s) checked, no sweep saved")
         try:
             sweep = ansible_sweep.sweep_from_results(
                 results, addresses, duration_s=_number(args.get("duration")), port=_number(args.get("port"))
@@ -53,16 +46,16 @@ class ActionModule(ActionBase):
             where = str(args.get("results_dir") or default_results_dir())
             record, document = ansible_sweep.save_sweep(sweep, where, args.get("prom_file") or None)
         except (FleetdiagError, OSError, ValueError) as exc:
-            return dict(result, failed=True, msg=f"fleetdiag.drops.save: could not save the sweep: {exc}")
-        return dict(
-            result,
-            changed=True,
-            sweep_id=record.id,
-            results_dir=where,
-            document=str(document),
-            summary=ansible_sweep.summary(sweep),
-            msg=ansible_sweep.summary_sentence(sweep, record, where),
-        )
+            return dict(failed=True, msg=f"{self.NAME}: could not save the sweep: {exc}")
+        missing = {h.name: h.error or h.status.value for h in sweep.hosts if h.status is not Status.OK}
+        saved = dict(changed=True, sweep_id=record.id, results_dir=where, document=str(document), missing=missing,
+                     summary=ansible_sweep.summary(sweep), msg=ansible_sweep.summary_sentence(sweep, record, where))  # fmt: skip
+        if missing and boolean(args.get("fail_on_missing", False), strict=False):
+            # Each host's reason in the message itself: Ansible prints a failed task's msg verbatim.
+            reasons = [f"{name}: {why}" for name, why in list(missing.items())[:_REASONS_SHOWN]]
+            more = f"; and {len(missing) - _REASONS_SHOWN} more" if len(missing) > _REASONS_SHOWN else ""
+            saved.update(failed=True, msg=f"{saved['msg']}; no window on {len(missing)} host(s): {'; '.join(reasons)}{more}")
+        return saved
 
 
 def _number(value):

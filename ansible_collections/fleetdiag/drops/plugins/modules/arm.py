@@ -20,43 +20,35 @@ description:
   - An armed result nobody fetches is removed from the host after O(pickup) seconds, with its keeper.
   - In check mode it is C(fleetdiag check) for the host and arms nothing.
 options:
-  duration:
-    description: Seconds to watch.
-    type: int
-    default: 60
   start_at:
     description:
       - The instant every host starts watching, as a Unix time (seconds since the epoch, controller clock).
-      - Omitted, the first host of the play to get this far sets one instant for all the play's hosts, far
-        enough ahead for every forks batch to be armed (from its own round trips, the play's hosts and forks).
+      - Omitted, the play sets one instant for all its hosts once every host of its first forks batch is ready
+        to be armed (detected, clock read), far enough ahead for them all to arm and for every later batch.
       - A host armed after the instant starts at once, and its result says how late.
     type: float
-  tracer:
-    description: The probe backend; C(auto) chooses the best one the host can run.
-    type: str
-    default: auto
-    choices: [auto, bpftrace, bcc, stap, counters]
-  port:
-    description: Only flows with this local or remote port (counters stay namespace-wide).
-    type: int
   pickup:
     description: Seconds after its window's end that the host keeps a result nobody fetched.
     type: int
     default: 900
+  fetch:
+    description:
+      - Also wait for the window to end and fetch its result in this task, returning what M(fleetdiag.drops.fetch)
+        returns; no fetch task is needed then.
+      - Use it only when all the play's hosts fit in one forks batch, C(ansible_play_batch | length <= ansible_forks),
+        because a host waiting here holds its fork, so hosts of a later batch would be armed after the instant.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
     description: Check mode runs detection only and reports every tracer's verdict.
-  diff_mode:
-    support: none
-    description: Nothing lasting changes on the host, so there is no diff.
-  platform:
-    support: full
-    platforms: posix
-    description: Linux hosts reached by any connection plugin that runs a shell command.
 notes:
   - With C(serial), each slice is armed after the last one's tasks are over; give O(start_at) far enough
     ahead, or run the sweep without C(serial).
+extends_documentation_fragment:
+  - fleetdiag.drops.window
+  - fleetdiag.drops.window.attributes
 seealso:
   - module: fleetdiag.drops.fetch
   - module: fleetdiag.drops.window

@@ -25,13 +25,8 @@ attributes:
   check_mode:
     support: full
     description: In check mode the arm task checked, and this passes its result on.
-  diff_mode:
-    support: none
-    description: Nothing lasting changes on the host, so there is no diff.
-  platform:
-    support: full
-    platforms: posix
-    description: Linux hosts reached by any connection plugin that runs a shell command.
+extends_documentation_fragment:
+  - fleetdiag.drops.window.attributes
 seealso:
   - module: fleetdiag.drops.arm
   - module: fleetdiag.drops.save

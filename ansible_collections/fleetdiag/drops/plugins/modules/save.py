@@ -40,17 +40,20 @@ options:
   port:
     description: The port the windows traced, for the document's verdicts.
     type: int
+  fail_on_missing:
+    description:
+      - After saving, fail this task when a host has no window (unreachable, failed, or the window task did
+        not run there), naming them, so the run ends non-zero as C(fleetdiag collect) exits 3.
+      - One task on the controller does this, not a task per host (at 200 hosts a per-host task costs Ansible
+        a pass of its own, several seconds).
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
     description: In check mode nothing is saved.
-  diff_mode:
-    support: none
-    description: Nothing on the host changes, so there is no diff.
-  platform:
-    support: full
-    platforms: posix
-    description: Linux hosts reached by any connection plugin that runs a shell command.
+extends_documentation_fragment:
+  - fleetdiag.drops.window.attributes
 seealso:
   - module: fleetdiag.drops.window
 author:
@@ -88,6 +91,10 @@ results_dir:
   type: str
 summary:
   description: The number of hosts, the hosts by status, and the hosts with drops.
+  returned: success
+  type: dict
+missing:
+  description: The hosts without a window, each with its reason.
   returned: success
   type: dict
 msg:

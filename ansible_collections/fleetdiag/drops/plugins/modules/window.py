@@ -21,10 +21,6 @@ description:
     probe runs.
   - Become is Ansible's (C(become), C(-b), C(-K)); probes need root.
 options:
-  duration:
-    description: Seconds to watch.
-    type: int
-    default: 60
   start_at:
     description:
       - When every host starts watching, as a Unix time (seconds since the epoch, controller clock).
@@ -33,29 +29,17 @@ options:
       - A held window cannot span Ansible's forks batches; with more hosts than forks use
         M(fleetdiag.drops.arm) and M(fleetdiag.drops.fetch), as the playbook C(fleetdiag.drops.sweep) does.
     type: float
-  tracer:
-    description: The probe backend; C(auto) chooses the best one the host can run.
-    type: str
-    default: auto
-    choices: [auto, bpftrace, bcc, stap, counters]
-  port:
-    description: Only flows with this local or remote port (counters stay namespace-wide).
-    type: int
 attributes:
   check_mode:
     support: full
     description: Check mode runs detection only and reports every tracer's verdict.
-  diff_mode:
-    support: none
-    description: Nothing on the host changes, so there is no diff.
-  platform:
-    support: full
-    platforms: posix
-    description: Linux hosts reached by any connection plugin that runs a shell command.
 notes:
   - Any connection plugin that runs a shell command works; C(ssh) and C(local) are tested.
   - To turn the hosts' results into one fleetdiag document (C(fleetdiag report), C(history), C(diff)),
     add a M(fleetdiag.drops.save) task, or run the playbook C(fleetdiag.drops.sweep).
+extends_documentation_fragment:
+  - fleetdiag.drops.window
+  - fleetdiag.drops.window.attributes
 seealso:
   - module: fleetdiag.drops.save
   - module: fleetdiag.drops.arm
