@@ -401,7 +401,9 @@ def window_result(
     duration = window.duration_s if window else round(end - start) if start is not None and end is not None else 1
     timeline, flows, timeline_notes = host_timeline(report, duration, start, before, after, list(counters))
     notes = []
-    if rc == _TIMEOUT_EXPIRED and start is not None and end is not None:
+    # The stopper ends a BPF probe at the host's limit itself, a second early, to read its programs first.
+    stopped_at_limit = "stopped_by limit" in (sections.get("probe_stats") or "")
+    if (rc == _TIMEOUT_EXPIRED or stopped_at_limit) and start is not None and end is not None:
         # The probe was slow to attach (e.g. a compile on a slow host), so the host's own limit
         # (window + attach allowance) ended it before its timer: the results stand, the window is shorter.
         notes.append(f"{tracer.name} was slow to attach and the host's time limit ended it: it watched {end - start:.1f} s")

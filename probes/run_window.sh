@@ -53,6 +53,8 @@ start_probe() {
   # The file exists before the probe's own redirect makes it (in the background child), so the
   # attach loop below never reads a file that is not there yet.
   : >"$d/out"
+  clock
+  fd_launch_cs=$now_cs # `timeout`'s clock starts here: the stopper must read before it runs out
   FLEETDIAG_WINDOW_START_CS=${start_cs:-} @@ENV@@ timeout -s INT -k 2 @@LIFETIME@@ @@COMMAND@@ >"$d/out" 2>"$d/err" </dev/null &
   pid=$!
   # Stdin's EOF (a stop, or a dead controller) ends the window now.
@@ -63,7 +65,9 @@ start_probe() {
 # only while the program is loaded, so at the window's end they are read from the fdinfo of
 # the probe's own fds, and only then is the probe stopped (INT: it prints its maps as at its
 # own timer, which stays as a backstop a little later). Lines: "prog ID TYPE RUN_CNT RUN_NS
-# MISSES", "bpf_stats 0|1" (run counts need kernel.bpf_stats_enabled; fleetdiag never sets it).
+# MISSES", "bpf_stats 0|1" (run counts need kernel.bpf_stats_enabled; fleetdiag never sets it),
+# "stopped_by window|limit" (limit: the host's time limit came first, the window is shorter).
+fd_stopped_by=window
 probe_stats() {
   fd_stats=""
   for fd_p in "$@"; do
@@ -75,13 +79,14 @@ probe_stats() {
           run_cnt:) fd_n=$fd_v ;; recursion_misses:) fd_m=$fd_v ;;
         esac
       done <"$fd_f"; } 2>/dev/null
-      if [ -n "$fd_id" ]; then fd_stats="$fd_stats
+      # A BPF link's fdinfo names its program's prog_id too, with none of its counts: programs only.
+      if [ -n "$fd_id" ] && [ "$fd_t" != - ]; then fd_stats="$fd_stats
 prog $fd_id $fd_t $fd_n $fd_ns $fd_m"; fi
     done
   done
   fd_on=0
   { read -r fd_on </proc/sys/kernel/bpf_stats_enabled; } 2>/dev/null
-  printf '@@fleetdiag probe_stats%s\nbpf_stats %s\n' "$fd_stats" "$fd_on"
+  printf '@@fleetdiag probe_stats%s\nbpf_stats %s\nstopped_by %s\n' "$fd_stats" "$fd_on" "$fd_stopped_by"
 }
 stopper=""
 stop_at_window_end() {
@@ -91,6 +96,11 @@ stop_at_window_end() {
     fd_sleep=""
     trap 'if [ -n "$fd_sleep" ]; then kill "$fd_sleep" 2>/dev/null; fi; exit 0' TERM
     fd_end_cs=$((start_cs + @@STOP_AFTER@@ * 100))
+    # A probe slow to attach (bpftrace 0.17 takes 16 s to its BEGIN in an emulated guest) reaches
+    # the host's limit (`timeout`, @@LIFETIME@@ s from its launch) before the window's end: its INT
+    # would unload the programs unread, so they are read a second before it instead.
+    fd_limit_cs=$((fd_launch_cs + (@@LIFETIME@@ - 1) * 100))
+    if [ "$fd_limit_cs" -lt "$fd_end_cs" ]; then fd_end_cs=$fd_limit_cs fd_stopped_by=limit; fi
     while clock && [ "$now_cs" -lt "$fd_end_cs" ]; do
       fd_left=$((fd_end_cs - now_cs))
       [ "$fd_left" -le 100 ] || fd_left=100

@@ -42,6 +42,10 @@ from fleetdiag.tracers.base import (
 name = "bpftrace"
 SCRIPT = "kfree_skb_rx_sk.bt"
 PROBE_NAME = "bpftrace:kfree_skb"
+# bpftrace compiles its script (LLVM) and loads BTF before its BEGIN says it watches: about 1 s
+# on a server, 16-17 s in the lab's idle emulated 6.1 guest (0.17, kfree_skb_headers+kretfunc),
+# past the default 10 s. The window itself stays its duration after attach (the stopper ends it).
+ATTACH_ALLOWANCE_S = 60
 # Cap on distinct flow keys per map: bounds kernel memory under a storm of new flows;
 # totals per reason stay exact in @total, so a full map only loses the per-flow split.
 MAP_KEYS_MAX = 8192
@@ -76,6 +80,41 @@ def kretfunc_problem(facts: HostFacts) -> str | None:
     if version is not None and version < KRETFUNC_MIN_BPFTRACE:
         return f"bpftrace {facts.bpftrace_version} cannot attach kretfunc (its feature probe says kfunc: no)"
     return None
+
+
+# bpftrace 0.21 added `rawtracepoint:` (BPF_PROG_TYPE_RAW_TRACEPOINT, kernel 4.17+). A raw tracepoint's
+# program has a recursion guard of its own (prog->active); a tracepoint's shares one per CPU with every
+# kprobe and tracepoint program on the host (bpf_prog_active), which is what skips it under a storm.
+RAW_TRACEPOINT_MIN_BPFTRACE = (0, 21)
+# The tracepoint script's words for kfree_skb's fields, as the raw tracepoint's arguments:
+# TP_PROTO(skb, location, reason, rx_sk) (rx_sk since 6.11, with the tracepoint's field). The
+# tracepoint's protocol is ntohs(skb->protocol); the skb holds it in network order.
+RAW_KFREE_SKB_WORDS = {
+    "tracepoint:skb:kfree_skb": "rawtracepoint:kfree_skb",
+    "args->skbaddr": "arg0",
+    "args->reason": "arg2",
+    "args->rx_sk": "arg3",
+    "args->protocol == 0x0800": "((struct sk_buff *)arg0)->protocol == 0x0008",
+    "args->protocol == 0x86dd": "((struct sk_buff *)arg0)->protocol == 0xdd86",
+}
+
+
+def raw_tracepoint(facts: HostFacts) -> bool:
+    """kfree_skb (its rx_sk tier, 6.11+) attaches as a raw tracepoint: bpftrace 0.21+ on 4.17+."""
+    version = bpftrace_version(facts)
+    return (
+        version is not None and version >= RAW_TRACEPOINT_MIN_BPFTRACE and at_least(facts, 4, 17)
+        and kfree_skb_tier(facts) == "rx_sk"
+    )  # fmt: skip
+
+
+def raw_tracepoint_text(text: str) -> str:
+    """The kfree_skb tracepoint script attached as a raw tracepoint instead (RAW_KFREE_SKB_WORDS)."""
+    for word, raw in RAW_KFREE_SKB_WORDS.items():
+        text = text.replace(word, raw)
+    if "args->" in text or "tracepoint:skb:" in text:
+        raise ValueError("the kfree_skb script reads a tracepoint field with no raw tracepoint argument")
+    return text
 
 
 def backlog_hook(facts: HostFacts) -> str | None:
@@ -141,6 +180,9 @@ def verdict(facts: HostFacts) -> Verdict:
         what += f", SOCKET_BACKLOG from tcp_add_backlog ({chosen[1]})" if chosen[1] else ", netns of late drops unknown"
     if chosen[1] == "kretprobe" and facts.btf and facts.fentry_tcp_add_backlog and kretfunc_problem(facts):
         what += f" (kretprobe: {kretfunc_problem(facts)})"
+    if chosen[0] == "kfree_skb":
+        what += (", kfree_skb as a raw tracepoint (per-program recursion guard)" if raw_tracepoint(facts)
+                 else ", kfree_skb as a tracepoint (raw tracepoints need bpftrace 0.21)")  # fmt: skip
     return Verdict(True, f"bpftrace {facts.bpftrace_version}, {types}, {what}", probe_name(chosen))
 
 
@@ -152,6 +194,8 @@ def script(facts: HostFacts, window: Window) -> tuple[str, str]:
     tier_name, hook = chosen
     main = {"kfree_skb": SCRIPT, "kfree_skb_headers": "kfree_skb_headers.bt", "tcp_add_backlog": "tcp_add_backlog.bt"}
     text = probe_text(main[tier_name])
+    if raw_tracepoint(facts):
+        text = raw_tracepoint_text(text)
     state = ""
     if hook:
         state = insert_blocks(probe_text(f"tcp_add_backlog_{hook}.bt"), {"RECORD": probe_text("tcp_add_backlog_record.bt")})
@@ -199,6 +243,7 @@ def plan(facts: HostFacts, window: Window) -> ProbePlan:
         command="bpftrace -f json probe.bt",
         env=frozen_map({map_keys_variable(facts): str(MAP_KEYS_MAX)}),
         reads_stats=True,
+        attach_allowance_s=ATTACH_ALLOWANCE_S,
     )
 
 

@@ -37,7 +37,9 @@ def parse_probe_stats(text: str | None, events: int) -> ProbeStats | None:
         if len(words) != 6 or words[0] != "prog":
             continue
         prog_id, prog_type, runs, run_ns, misses = (_int(w) for w in words[1:])
-        if prog_id is None or prog_id in programs:
+        # Once each; a line without the program's type (a BPF link's fdinfo names the prog_id but
+        # counts nothing) never stands in for the program's own.
+        if prog_id is None or prog_type is None or prog_id in programs:
             continue
         counts_misses = counts_misses or misses is not None
         programs[prog_id] = ProgramStats(prog_id, prog_type, misses or 0, runs, run_ns)

@@ -181,3 +181,27 @@ def test_tier_scripts_parse_with_real_bpftrace(facts_6_18, probe, tmp_path):
     done = _dry_run(bpftrace.plan(tiers(facts_6_18)[probe], Window(5, port=5201)).files["probe.bt"], tmp_path)
     errors = [line for line in done.stderr.splitlines() if "ERROR" in line and "RLIMIT_MEMLOCK" not in line]
     assert done.returncode == 0 and not errors, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("version", ["0.21.0", "0.23.2", "v0.17.0", "0.20.4"])
+def test_kfree_skb_attaches_as_a_raw_tracepoint_where_bpftrace_can(facts_6_18, version):
+    """Issue 19: bpftrace 0.21+ has rawtracepoint:, whose program has its own recursion guard; the
+    verdict says which attach fits, and the raw script reads the tracepoint's fields as its arguments."""
+    facts = dataclasses.replace(facts_6_18, bpftrace_version=version)
+    raw = bpftrace.bpftrace_version(facts) >= (0, 21)
+    text = bpftrace.plan(facts, Window(5)).files["probe.bt"]
+    reason = bpftrace.verdict(facts).reason
+    assert reason.endswith(", kfree_skb as a raw tracepoint (per-program recursion guard)" if raw
+                           else ", kfree_skb as a tracepoint (raw tracepoints need bpftrace 0.21)")  # fmt: skip
+    assert ("rawtracepoint:kfree_skb" in text) is raw and ("tracepoint:skb:kfree_skb" in text) is not raw
+    if raw:
+        assert "args" not in text.replace("arg0", "").replace("arg2", "").replace("arg3", "")
+        assert "(struct sock *)arg3" in text and "$r = arg2;" in text and "->protocol == 0x0008" in text
+    # The headers tier (5.18-6.10) keeps the tracepoint: its raw form has not run on a real kernel.
+    headers = dataclasses.replace(facts, kfree_skb_fields=NO_RX_SK, kernel_symbols=frozenset())
+    assert "tracepoint:skb:kfree_skb" in bpftrace.plan(headers, Window(5)).files["probe.bt"]
+
+
+def test_a_tracepoint_field_with_no_raw_argument_is_refused():
+    with pytest.raises(ValueError, match="no raw tracepoint argument"):
+        bpftrace.raw_tracepoint_text("tracepoint:skb:kfree_skb { @l[args->location] = count(); }")

@@ -30,6 +30,14 @@ def test_programs_are_read_once_each_and_misses_summed():
     assert parse_probe_stats(None, 0) is None and parse_probe_stats("bpf_stats 0\n", 0) is None
 
 
+def test_a_bpf_links_line_never_stands_in_for_its_program():
+    """bpftrace 0.17's kretfunc on 6.1 holds a link fd (fdinfo: link_type, prog_id, no counts) below the
+    program's own fd: read first, it made the program type-less with its misses taken as 0."""
+    stats = parse_probe_stats("prog 167 5 - - 0\nprog 168 - - - -\nprog 168 26 - - 4\nbpf_stats 0\n", events=9)
+    assert [(p.prog_id, p.prog_type, p.recursion_misses) for p in stats.programs] == [(167, 5, 0), (168, 26, 4)]
+    assert stats.recursion_misses == 4
+
+
 def _host(misses: int, **drops: int) -> HostResult:
     counters = {"TCPBacklogDrop": 100, "TCPZeroWindowDrop": 0, "TCPRcvQDrop": 40, "TCPOFODrop": 10, "BeyondWindow": 5}
     return HostResult(

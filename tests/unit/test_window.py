@@ -25,7 +25,7 @@ def test_window_script_is_valid_shell_and_carries_the_probe(facts_6_18):
     script = build_window_script(plan, 30)
     assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0
     assert shlex.quote(plan.files["probe.bt"].rstrip()) in script  # quoted: the shell expands nothing in it
-    assert f"timeout -s INT -k 2 {probe_lifetime_s(30)} bpftrace -f json probe.bt" in script
+    assert f"timeout -s INT -k 2 {probe_lifetime_s(30, plan.attach_allowance_s)} bpftrace -f json probe.bt" in script
     assert "BPFTRACE_MAP_KEYS_MAX=8192" in script
     assert "@@" + "FILES" + "@@" not in script
 
@@ -200,3 +200,32 @@ def test_the_window_opens_at_a_json_wrapped_attach_line():
     done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
     start, end, _ = split_sections(done.stdout)["window"].split()
     assert float(end) - float(start) >= 1.5, done.stdout  # opened at attach, not when the probe ended
+
+
+def test_a_stats_reading_probe_slow_to_attach_is_read_before_the_hosts_limit_ends_it(facts_6_18):
+    """Issue 19: bpftrace 0.17 takes 16 s to its BEGIN in the emulated 6.1 guest, past its attach allowance,
+    so `timeout` (LIFETIME s from the launch) came before the window's end and its INT unloaded the
+    programs unread (probe_stats null). The stopper now reads them, and stops the probe, a second
+    before that limit; the window is shorter and the host says so."""
+    from fleetdiag.sections import split_sections
+    from fleetdiag.tracers.base import ProbePlan
+
+    # Attaches after 2 s of a 1 s allowance: the limit (launch + 1 + 3 s) comes before the window's end (attach + 3 s).
+    probe = "sh -c 'sleep 2; echo @@attached; sleep 20 & w=$!; trap \"kill $w; exit 0\" INT; wait'"
+    plan = ProbePlan(tracer="bpftrace", probe="x", command=probe, reads_stats=True, attach_allowance_s=1)
+    started = time.monotonic()
+    done = subprocess.run(["sh", "-c", build_window_script(plan, 3)], capture_output=True, text=True, timeout=30)
+    took = time.monotonic() - started
+    sections = split_sections(done.stdout)
+    assert "stopped_by limit" in sections["probe_stats"], done.stdout
+    start, end, rc = sections["window"].split()
+    assert rc == "0", done.stdout  # the stopper's INT, not timeout's (124)
+    assert 0.5 <= float(end) - float(start) < 2.5 and took < 8, (start, end, took)
+    output = CommandResult(done.stdout, "", 0)
+    result = window_result(SPEC, facts_6_18, bpftrace, "bpftrace:kfree_skb", output, plan=plan)
+    assert result.status is Status.OK
+    assert any(n.startswith("bpftrace was slow to attach and the host's time limit ended it") for n in result.notes)
+    # On time, the stopper reads at the window's end and says so.
+    plan = ProbePlan(tracer="bpftrace", probe="x", command=probe, reads_stats=True, attach_allowance_s=10)
+    done = subprocess.run(["sh", "-c", build_window_script(plan, 2)], capture_output=True, text=True, timeout=30)
+    assert "stopped_by window" in split_sections(done.stdout)["probe_stats"], done.stdout
