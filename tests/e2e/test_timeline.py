@@ -135,3 +135,9 @@ def test_two_hosts_dropping_in_the_same_second_are_one_fleet_event(lab_fleet, tm
     hosts = {h["name"]: h for h in doc["hosts"]}
     for target in targets:
         assert hosts[target.name]["activity"]["dropping"] and not hosts[target.name]["activity"]["ongoing_at_end"]
+        # Each SYN came from a new source port, so no flow has a series of its own: the closed port has one.
+        timeline = hosts[target.name]["timeline"]
+        series = timeline["ports"]["NO_SOCKET"][str(CLOSED)]
+        assert sum(series) == hosts[target.name]["drops"]["NO_SOCKET"] == sum(timeline["drops"]["NO_SOCKET"])
+        before, after = _split(timeline, series, began)
+        assert not any(before) and sum(after) > 0, series

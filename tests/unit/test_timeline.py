@@ -285,3 +285,28 @@ def _section_counters(stdout: str, section: str) -> dict[str, int]:
     from fleetdiag.sections import split_sections
 
     return parse_netstat(split_sections(stdout)[section])
+
+
+def test_flows_without_a_socket_get_their_ports_series(facts_6_18):
+    """@ptl: socketless drops per (reason, local port); a port's only flow takes its series, a shared one does not."""
+    from fleetdiag.model import FlowDrop
+
+    def flow(lport, rport, drops):
+        return FlowDrop("10.0.0.2", lport, "10.0.0.3", rport, 1, "NO_SOCKET", drops)
+
+    out = json.dumps({"type": "map", "data": {"@ptl": {"3,9998,1": 2, "3,9998,3": 1, "3,22,0": 4},
+                                              "@tl": {"3,0": 4, "3,1": 2, "3,3": 1}, "@t0": 1}})  # fmt: skip
+    parsed = bpftrace.parse(out, facts_6_18)
+    assert parsed.port_intervals == {("NO_SOCKET", 9998): {1: 2, 3: 1}, ("NO_SOCKET", 22): {0: 4}}
+    report = dataclasses.replace(parsed, drops=frozen_map({"NO_SOCKET": 7}),
+                                 flows=(flow(9998, 40000, 2), flow(9998, 40001, 1), flow(22, 40002, 4)))  # fmt: skip
+    timeline, flows, _ = host_timeline(report, 5, T0, {}, {}, [])
+    assert timeline.ports == {"NO_SOCKET": {22: (4, 0, 0, 0, 0), 9998: (0, 2, 0, 1, 0)}}
+    assert [f.timeline for f in flows] == [None, None, (4, 0, 0, 0, 0)]
+    host = HostResult("h", "a", Status.OK, probe="bpftrace:kfree_skb", drops=report.drops, flows=flows,
+                      window_start=T0, timeline=timeline)  # fmt: skip
+    doc = sweep_document(_sweep(host))
+    assert doc["hosts"][0]["timeline"]["ports"] == {"NO_SOCKET": {"22": [4, 0, 0, 0, 0], "9998": [0, 2, 0, 1, 0]}}
+    assert load_sweep(json.loads(json.dumps(doc))).hosts[0].timeline.ports == timeline.ports
+    page = html_render.render(_sweep(host))
+    assert "Drops without a socket, by local port" in page and ">9998<" in page
