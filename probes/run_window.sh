@@ -84,23 +84,28 @@ prog $fd_id $fd_t $fd_n $fd_ns $fd_m"; fi
   { read -r fd_on </proc/sys/kernel/bpf_stats_enabled; } 2>/dev/null
   printf '@@fleetdiag probe_stats%s\nbpf_stats %s\n' "$fd_stats" "$fd_on"
 }
+# Sleeps until the host's uptime reaches $1 (centiseconds) in steps of a second at most, so none
+# outlives the probe by more, and a TERM trap that kills $fd_sleep ends one at once. Fails when
+# the probe is gone. (In the background subshells below, which set that trap.)
+nap_until() {
+  while clock && [ "$now_cs" -lt "$1" ]; do
+    fd_left=$(($1 - now_cs))
+    [ "$fd_left" -le 100 ] || fd_left=100
+    sleep "$((fd_left / 100)).$((fd_left % 100 / 10))$((fd_left % 10))" </dev/null >/dev/null 2>&1 &
+    fd_sleep=$!
+    wait "$fd_sleep"
+    fd_sleep=""
+    kill -0 "$pid" 2>/dev/null || return 1
+  done
+}
 stopper=""
 stop_at_window_end() {
   [ @@STATS@@ = 1 ] || return 0
   (
-    # Sleeps of a second at most, so none outlives the probe by more; a TERM from the script ends one at once.
+    # A TERM from the script ends its nap at once.
     fd_sleep=""
     trap 'if [ -n "$fd_sleep" ]; then kill "$fd_sleep" 2>/dev/null; fi; exit 0' TERM
-    fd_end_cs=$((start_cs + @@STOP_AFTER@@ * 100))
-    while clock && [ "$now_cs" -lt "$fd_end_cs" ]; do
-      fd_left=$((fd_end_cs - now_cs))
-      [ "$fd_left" -le 100 ] || fd_left=100
-      sleep "$((fd_left / 100)).$((fd_left % 100 / 10))$((fd_left % 10))" </dev/null >/dev/null 2>&1 &
-      fd_sleep=$!
-      wait "$fd_sleep"
-      fd_sleep=""
-      kill -0 "$pid" 2>/dev/null || exit 0
-    done
+    nap_until $((start_cs + @@STOP_AFTER@@ * 100)) || exit 0
     # The tracer is the child of `timeout` ($pid).
     fd_kids=$(cat /proc/"$pid"/task/"$pid"/children 2>/dev/null) || fd_kids=""
     if [ -z "$fd_kids" ]; then
@@ -132,15 +137,7 @@ sample_tcpext() {
     while :; do
       fd_tick=$((fd_tick + @@TL_INTERVAL@@ * 100))
       [ "$fd_tick" -lt "$fd_end_cs" ] || exit 0
-      while clock && [ "$now_cs" -lt "$fd_tick" ]; do
-        fd_left=$((fd_tick - now_cs))
-        [ "$fd_left" -le 100 ] || fd_left=100
-        sleep "$((fd_left / 100)).$((fd_left % 100 / 10))$((fd_left % 10))" </dev/null >/dev/null 2>&1 &
-        fd_sleep=$!
-        wait "$fd_sleep"
-        fd_sleep=""
-      done
-      kill -0 "$pid" 2>/dev/null || exit 0
+      nap_until "$fd_tick" || exit 0
       fd_names="" fd_values=""
       { while read -r fd_h fd_rest; do
         if [ "$fd_h" = TcpExt: ]; then
