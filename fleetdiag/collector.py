@@ -32,6 +32,7 @@ from fleetdiag.sections import split_sections
 from fleetdiag.timeline import host_timeline
 from fleetdiag.tracers import systemtap
 from fleetdiag.tracers.base import ProbePlan, Tracer
+from fleetdiag.tracers.counters import counter_samples
 from fleetdiag.tracers.prog_stats import parse_probe_stats
 from fleetdiag.transport.base import ASK_MARKER, CommandResult, Transport, reply
 from fleetdiag.window_script import GO_REPLY, build_window_script, detect_then_window_script, remote_deadline_s
@@ -396,6 +397,9 @@ def window_result(
         why = _tracer_error(probe_err) or f"exit code {rc}"
         return _failed(spec, facts, probe, f"{tracer.name} did not start: {why}")
     report = tracer.parse(probe_out, facts)
+    if not report.counter_samples and sections.get("tcpext_samples"):
+        # A traced tier's TcpExt, sampled beside the probe by the window script.
+        report = replace(report, counter_samples=counter_samples(sections["tcpext_samples"]))
     before, after = parse_netstat(sections.get("counters_before", "")), parse_netstat(sections.get("counters_after", ""))
     counters = counter_delta(before, after)
     duration = window.duration_s if window else round(end - start) if start is not None and end is not None else 1

@@ -83,6 +83,7 @@ def timeline_document(timeline: model.Timeline | None) -> dict[str, Any] | None:
         "intervals": timeline.length,
         "drops": {reason: list(series) for reason, series in timeline.drops.items()},
         "counters": {name: list(series) for name, series in timeline.counters.items()},
+        "ports": {reason: {str(port): list(s) for port, s in by_port.items()} for reason, by_port in timeline.ports.items()},
     }
 
 
@@ -217,6 +218,7 @@ class _TimelineIn(_In):
     intervals: int = 0
     drops: dict[str, list[int]] = {}
     counters: dict[str, list[int]] = {}
+    ports: dict[str, dict[int, list[int]]] = {}
 
 
 class _ModuleIn(_In):
@@ -323,6 +325,7 @@ def _host(doc: _HostIn, flows: tuple[FlowDrop, ...]) -> HostResult:
             frozen_map({k: tuple(v) for k, v in t.drops.items()}),
             frozen_map({k: tuple(v) for k, v in t.counters.items()}),
             t.intervals,
+            frozen_map({r: frozen_map({int(p): tuple(s) for p, s in by_port.items()}) for r, by_port in t.ports.items()}),
         )  # fmt: skip
     if doc.clock_offset_s is not None:
         extra["clock_offset_s"] = doc.clock_offset_s

@@ -131,6 +131,9 @@ class ProbeReport:
     intervals: Mapping[str, Mapping[int, int]] = field(default_factory=frozen_map)  # reason -> {index: drops}
     flow_intervals: Mapping[tuple[Any, ...], Mapping[int, int]] = field(default_factory=frozen_map)
     counter_samples: tuple[tuple[int, Mapping[str, int]], ...] = ()  # (interval index, TcpExt at its end)
+    # Drops without a socket (no per-flow series: a storm of new flows would fill that map), per
+    # (reason, local port) instead: one key per second under a SYN storm.
+    port_intervals: Mapping[tuple[str, int], Mapping[int, int]] = field(default_factory=frozen_map)
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,8 @@ class Timeline:
     drops: Mapping[str, tuple[int, ...]] = field(default_factory=frozen_map)
     counters: Mapping[str, tuple[int, ...]] = field(default_factory=frozen_map)
     intervals: int = 0  # how many the window holds (a quiet host has no series to tell)
+    # Drops without a socket, per reason and local port: {REASON: {port: series}} (bpftrace tiers).
+    ports: Mapping[str, Mapping[int, tuple[int, ...]]] = field(default_factory=frozen_map)
 
     @property
     def length(self) -> int:

@@ -116,8 +116,12 @@ def host_timeline(
     counters: dict[str, tuple[int, ...]] = {}
     if report.counter_samples:
         counters = counter_series(counters_before, report.counter_samples, counters_after, counter_names, length)
-    timeline = Timeline(step, start, frozen_map(drops), frozen_map(counters), length)
-    return timeline, _flow_timelines(report, length), tuple(notes)
+    ports: dict[str, dict[int, tuple[int, ...]]] = {}
+    for (reason, port), sparse in sorted(report.port_intervals.items()):
+        ports.setdefault(reason, {})[port] = dense(sparse, length)
+    timeline = Timeline(step, start, frozen_map(drops), frozen_map(counters), length,
+                        frozen_map({r: frozen_map(p) for r, p in ports.items()}))  # fmt: skip
+    return timeline, _flow_timelines(report, length, ports), tuple(notes)
 
 
 def flow_key(flow: FlowDrop) -> tuple[Any, ...]:
@@ -125,18 +129,31 @@ def flow_key(flow: FlowDrop) -> tuple[Any, ...]:
     return (flow.netns or 0, flow.laddr, flow.lport, flow.raddr, flow.rport, flow.reason)
 
 
-def _flow_timelines(report: ProbeReport, length: int) -> tuple[FlowDrop, ...]:
-    """The flows, the busiest FLOW_TIMELINES_MAX with their series (only where it is whole)."""
-    if not report.flow_intervals:
+def _flow_timelines(
+    report: ProbeReport, length: int, ports: Mapping[str, Mapping[int, tuple[int, ...]]] | None = None
+) -> tuple[FlowDrop, ...]:
+    """The flows, the busiest FLOW_TIMELINES_MAX with their series (only where it is whole).
+
+    A flow without a socket has no series of its own; it takes its (reason, local port) bucket's
+    when it is that bucket's only flow and the bucket holds exactly its drops.
+    """
+    if not report.flow_intervals and not ports:
         return report.flows
+    sharing: dict[tuple[str, int], int] = {}
+    for flow in report.flows:
+        sharing[(flow.reason, flow.lport)] = sharing.get((flow.reason, flow.lport), 0) + 1
     ranked = sorted(report.flows, key=lambda f: (-f.drops, f.reason, f.laddr, f.lport, f.raddr, f.rport))
     chosen = {id(f) for f in ranked[:FLOW_TIMELINES_MAX]}
     flows = []
     for flow in report.flows:
         sparse = report.flow_intervals.get(flow_key(flow))
+        bucket = (ports or {}).get(flow.reason, {}).get(flow.lport)
         if id(flow) in chosen and sparse is not None:
             series = dense(sparse, length)
             if sum(series) == flow.drops:  # a flow whose intervals did not all fit has none
                 flow = replace(flow, timeline=series)
+        elif (id(flow) in chosen and bucket is not None and not report.flows_truncated
+              and sharing[(flow.reason, flow.lport)] == 1 and sum(bucket) == flow.drops):  # fmt: skip
+            flow = replace(flow, timeline=bucket)
         flows.append(flow)
     return tuple(flows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 
+from fleetdiag.timeline import interval_for
 from fleetdiag.tracers.base import ProbePlan, probe_text, write_file_command
 from fleetdiag.transport.base import ASK_MARKER
 
@@ -84,6 +85,7 @@ def build_window_script(
         .replace("@@TRACES@@", "1" if plan.traces else "0")
         .replace("@@STATS@@", "1" if plan.reads_stats else "0")
         .replace("@@STOP_AFTER@@", str(int(duration_s)))
+        .replace("@@TL_INTERVAL@@", str(interval_for(duration_s)))  # the timeline's, as the probes count it
         .replace("@@LIFETIME@@", str(probe_lifetime_s(duration_s, plan.attach_allowance_s)))
         .replace("@@COMMAND@@", plan.command)
     )

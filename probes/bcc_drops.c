@@ -88,6 +88,13 @@ struct fd_ftl_key {
 BPF_ARRAY(fd_t0, u64, 1);
 BPF_HASH(fd_tl, struct fd_tl_key, u64, FD_MAP_KEYS_MAX);
 BPF_HASH(fd_ftl, struct fd_ftl_key, u64, FD_MAP_KEYS_MAX);
+// Drops without a socket per (reason, local port, interval) instead: a storm hits one key a second.
+struct fd_ptl_key {
+    u32 reason;
+    u32 lport;
+    u64 index;
+};
+BPF_HASH(fd_ptl, struct fd_ptl_key, u64, FD_MAP_KEYS_MAX);
 
 // Per flow only for drops with a socket: a storm of new flows without one (SYNs to a closed
 // port) would fill fd_ftl and cost every drop a failed insert.
@@ -108,8 +115,20 @@ static inline void fd_count_interval(struct fd_key *key, int with_socket)
     }
     if (n)
         __sync_fetch_and_add(n, 1);
-    if (!with_socket)
+    if (!with_socket) {
+        struct fd_ptl_key pk = {};
+        pk.reason = key->reason;
+        pk.lport = key->lport;
+        pk.index = index;
+        n = fd_ptl.lookup(&pk);
+        if (!n) {
+            fd_ptl.update(&pk, &zero);
+            n = fd_ptl.lookup(&pk);
+        }
+        if (n)
+            __sync_fetch_and_add(n, 1);
         return;
+    }
     struct fd_ftl_key fk = {};
     __builtin_memcpy(&fk.flow, key, sizeof(fk.flow));
     fk.index = index;

@@ -5,7 +5,8 @@
 # Output (see fleetdiag/tracers/records.py): "total REASON N", "flow NETNS LADDR LPORT
 # RADDR RPORT REASON DROPS RCVBUF SNDBUF USERLOCKS BACKLOG_MAX RMEM_MAX QUEUE_MAX", "overflow N",
 # "window NETNS LADDR LPORT RADDR RPORT REASON RCV_WND CLAMP SSTHRESH RATIO LEN_MAX LEN_SUM TRUE_MAX TRUE_SUM".
-# and the timeline: "timed", "timeline REASON INDEX N", "flowtl NETNS LADDR LPORT RADDR RPORT REASON INDEX N".
+# and the timeline: "timed", "timeline REASON INDEX N", "flowtl NETNS LADDR LPORT RADDR RPORT REASON INDEX N",
+# "porttl REASON LPORT INDEX N" (drops without a socket, per local port).
 from __future__ import print_function
 
 import ctypes
@@ -62,6 +63,8 @@ def report(bpf):
         print(" ".join(["flowtl", "%d" % flow.ns, address(flow.family, flow.laddr), "%d" % flow.lport,
                         address(flow.family, flow.raddr), "%d" % flow.rport, "%d" % flow.reason,
                         "%d" % key.index, "%d" % value.value]))
+    for key, value in bpf["fd_ptl"].items():
+        print("porttl %d %d %d %d" % (key.reason, key.lport, key.index, value.value))
 
 
 class Timespec(ctypes.Structure):

@@ -10,6 +10,7 @@ watcher=""
 cleanup() {
   if [ -n "$watcher" ]; then kill "$watcher" 2>/dev/null; fi
   if [ -n "${stopper:-}" ]; then kill "$stopper" 2>/dev/null; fi
+  if [ -n "${sampler:-}" ]; then kill "$sampler" 2>/dev/null; fi
   if [ -n "$pid" ]; then
     kill -INT "$pid" 2>/dev/null
     sleep 1

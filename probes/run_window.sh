@@ -44,6 +44,7 @@ clock() {
 # Section headers as files, so that one `cat` prints the whole result at the end.
 echo '@@fleetdiag counters_after' >"$d/section.counters_after"
 echo '@@fleetdiag probe_out' >"$d/section.probe_out"
+if [ @@TRACES@@ = 1 ]; then echo '@@fleetdiag tcpext_samples' >"$d/tcpext"; fi
 
 # In a sweep everything above runs while the other hosts still connect; the controller then
 # says "go" to all at once (its window gate), so the windows start together and cheaply.
@@ -88,11 +89,25 @@ prog $fd_id $fd_t $fd_n $fd_ns $fd_m"; fi
   { read -r fd_on </proc/sys/kernel/bpf_stats_enabled; } 2>/dev/null
   printf '@@fleetdiag probe_stats%s\nbpf_stats %s\nstopped_by %s\n' "$fd_stats" "$fd_on" "$fd_stopped_by"
 }
+# Sleeps until the host's uptime reaches $1 (centiseconds) in steps of a second at most, so none
+# outlives the probe by more, and a TERM trap that kills $fd_sleep ends one at once. Fails when
+# the probe is gone. (In the background subshells below, which set that trap.)
+nap_until() {
+  while clock && [ "$now_cs" -lt "$1" ]; do
+    fd_left=$(($1 - now_cs))
+    [ "$fd_left" -le 100 ] || fd_left=100
+    sleep "$((fd_left / 100)).$((fd_left % 100 / 10))$((fd_left % 10))" </dev/null >/dev/null 2>&1 &
+    fd_sleep=$!
+    wait "$fd_sleep"
+    fd_sleep=""
+    kill -0 "$pid" 2>/dev/null || return 1
+  done
+}
 stopper=""
 stop_at_window_end() {
   [ @@STATS@@ = 1 ] || return 0
   (
-    # Sleeps of a second at most, so none outlives the probe by more; a TERM from the script ends one at once.
+    # A TERM from the script ends its nap at once.
     fd_sleep=""
     trap 'if [ -n "$fd_sleep" ]; then kill "$fd_sleep" 2>/dev/null; fi; exit 0' TERM
     fd_end_cs=$((start_cs + @@STOP_AFTER@@ * 100))
@@ -101,15 +116,7 @@ stop_at_window_end() {
     # would unload the programs unread, so they are read a second before it instead.
     fd_limit_cs=$((fd_launch_cs + (@@LIFETIME@@ - 1) * 100))
     if [ "$fd_limit_cs" -lt "$fd_end_cs" ]; then fd_end_cs=$fd_limit_cs fd_stopped_by=limit; fi
-    while clock && [ "$now_cs" -lt "$fd_end_cs" ]; do
-      fd_left=$((fd_end_cs - now_cs))
-      [ "$fd_left" -le 100 ] || fd_left=100
-      sleep "$((fd_left / 100)).$((fd_left % 100 / 10))$((fd_left % 10))" </dev/null >/dev/null 2>&1 &
-      fd_sleep=$!
-      wait "$fd_sleep"
-      fd_sleep=""
-      kill -0 "$pid" 2>/dev/null || exit 0
-    done
+    nap_until "$fd_end_cs" || exit 0
     # The tracer is the child of `timeout` ($pid).
     fd_kids=$(cat /proc/"$pid"/task/"$pid"/children 2>/dev/null) || fd_kids=""
     if [ -z "$fd_kids" ]; then
@@ -124,9 +131,52 @@ stop_at_window_end() {
   stopper=$!
 }
 
+# Traced tiers: the TcpExt counters at the end of every @@TL_INTERVAL@@ s interval but the last
+# (the window's final read ends that one), so the timeline's counters telescope to the window's
+# deltas. Lines "tcpext INDEX NAME=VALUE..." with only the counters that moved since the last
+# line (all of them the first time); builtins only, one `sleep` per interval, and it ends with
+# the window (or the probe) at the latest.
+sampler=""
+sample_tcpext() {
+  [ @@TRACES@@ = 1 ] || return 0
+  exec 3>>"$d/tcpext"
+  (
+    fd_sleep=""
+    trap 'if [ -n "$fd_sleep" ]; then kill "$fd_sleep" 2>/dev/null; fi; exit 0' TERM
+    fd_end_cs=$((start_cs + @@STOP_AFTER@@ * 100))
+    fd_tick=$start_cs fd_k=0
+    while :; do
+      fd_tick=$((fd_tick + @@TL_INTERVAL@@ * 100))
+      [ "$fd_tick" -lt "$fd_end_cs" ] || exit 0
+      nap_until "$fd_tick" || exit 0
+      fd_names="" fd_values=""
+      { while read -r fd_h fd_rest; do
+        if [ "$fd_h" = TcpExt: ]; then
+          if [ -z "$fd_names" ]; then fd_names=$fd_rest; else fd_values=$fd_rest; break; fi
+        fi
+      done </proc/net/netstat; } 2>/dev/null
+      fd_line="" fd_i=0
+      set -- $fd_names
+      for fd_v in $fd_values; do
+        fd_i=$((fd_i + 1))
+        eval "fd_o=\${fd_p$fd_i-}"
+        if [ "$fd_v" != "$fd_o" ]; then
+          fd_line="$fd_line $1=$fd_v"
+          eval "fd_p$fd_i=\$fd_v"
+        fi
+        shift
+      done
+      if [ -n "$fd_line" ]; then echo "tcpext $fd_k$fd_line"; fi
+      fd_k=$((fd_k + 1))
+    done
+  ) >&3 &
+  sampler=$!
+  exec 3>&-
+}
+
 # The files the report is printed from, by name until forget_files.
 fd_before=$d/before fd_after_header=$d/section.counters_after fd_out_header=$d/section.probe_out
-fd_out=$d/out fd_err=$d/err
+fd_out=$d/out fd_err=$d/err fd_tcpext=$d/tcpext
 
 # Once a probe has read its own files (it says @@attached), nothing of the window needs to stay
 # on disk: the files the report needs are held open (fds 4-8, read back through /proc/self/fd by
@@ -135,10 +185,10 @@ fd_out=$d/out fd_err=$d/err
 # counters tier's sampler may still be opening its script when its window opens: its dir goes
 # at the end. `command`: a file that cannot be opened must not end the script.)
 forget_files() {
-  command exec 4<"$fd_before" 5<"$fd_after_header" 6<"$fd_out_header" 7<"$fd_out" 8<"$fd_err" || return 0
+  command exec 4<"$fd_before" 5<"$fd_after_header" 6<"$fd_out_header" 7<"$fd_out" 8<"$fd_err" 9<"$fd_tcpext" || return 0
   cd / && rm -rf "$d" && d=""
   fd_before=/proc/self/fd/4 fd_after_header=/proc/self/fd/5 fd_out_header=/proc/self/fd/6
-  fd_out=/proc/self/fd/7 fd_err=/proc/self/fd/8
+  fd_out=/proc/self/fd/7 fd_err=/proc/self/fd/8 fd_tcpext=/proc/self/fd/9
 }
 
 # The window opens with the TcpExt counters read.
@@ -164,6 +214,7 @@ if [ @@TRACES@@ = 1 ]; then
     sleep 0.05
   done
   open_window
+  sample_tcpext
   forget_files
   stop_at_window_end
 else
@@ -201,12 +252,13 @@ wait "$pid"
 rc=$?
 pid=""
 if [ -n "$stopper" ]; then kill "$stopper" 2>/dev/null; stopper=""; fi
+if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null; sampler=""; fi
 if [ -n "$watcher" ]; then kill "$watcher" 2>/dev/null; watcher=""; fi
 clock
 end=$now
 echo '@@fleetdiag window'
 echo "$start $end $rc"
 # One process prints the rest, the TcpExt counters read now between the files that frame them.
-cat "$fd_before" "$fd_after_header" /proc/net/netstat "$fd_out_header" "$fd_out" 2>/dev/null
+cat "$fd_before" "$fd_after_header" /proc/net/netstat "$fd_out_header" "$fd_out" "$fd_tcpext" 2>/dev/null
 echo '@@fleetdiag probe_err'
 if [ -s "$fd_err" ]; then head -c 16384 "$fd_err"; fi

@@ -251,7 +251,22 @@ def _flows(sweep: Sweep) -> str:
         return "<p>No dropping TCP flow was seen in the window.</p>"
     rows.sort(key=lambda r: -int(r[4]))
     more = f"<p>The {FLOW_ROWS_MAX} busiest of {len(rows)} flows (the JSON document has them all).</p>" if len(rows) > FLOW_ROWS_MAX else ""
-    return html_table(headers, rows[:FLOW_ROWS_MAX]) + more
+    return html_table(headers, rows[:FLOW_ROWS_MAX]) + more + _socketless(sweep)
+
+
+def _socketless(sweep: Sweep) -> str:
+    """Drops without a socket over time, per host, reason and local port (such flows have no series of their own)."""
+    rows = [
+        [host.name, reason, port, sum(series), sparkline(series, "unicode")]
+        for host in sweep.hosts if host.timeline is not None
+        for reason, by_port in host.timeline.ports.items()
+        for port, series in by_port.items() if sum(series)
+    ]  # fmt: skip
+    if not rows:
+        return ""
+    rows.sort(key=lambda r: -int(r[3]))
+    return ("<h3>Drops without a socket, by local port</h3>"
+            + html_table(["host", "reason", "local port", "drops", "over time"], rows[:FLOW_ROWS_MAX]))  # fmt: skip
 
 
 def _hosts(sweep: Sweep) -> str:

@@ -332,6 +332,7 @@ def parse(output: str, facts: HostFacts) -> ProbeReport:
     traced_in_flows = sum(f.drops for f in flows)
     unknown_ns = sum(f.drops for f in flows if f.netns is None)
     intervals, flow_intervals = _intervals(maps, reason_name)
+    port_intervals = _port_intervals(maps, reason_name)
     return ProbeReport(
         drops=frozen_map(dict(sorted(totals.items()))),
         flows=tuple(flows),
@@ -339,8 +340,19 @@ def parse(output: str, facts: HostFacts) -> ProbeReport:
         notes=(UNKNOWN_NETNS_NOTE.format(n=unknown_ns),) if unknown_ns else (),
         intervals=intervals,
         flow_intervals=flow_intervals,
+        port_intervals=port_intervals,
         timed='"@t0"' in output,  # set in BEGIN: this script counts per interval
     )
+
+
+def _port_intervals(maps: dict[str, dict[str, Any]], reason_name: Any) -> Any:
+    """@ptl ("reason,lport,i"): the drops without a socket, per reason and local port."""
+    per_port: dict[tuple[str, int], dict[int, int]] = {}
+    for key, count in (maps.get("@ptl") or {}).items():
+        reason, port, index = key.split(",")
+        series = per_port.setdefault((reason_name(int(reason)), int(port)), {})
+        series[int(index)] = series.get(int(index), 0) + int(count)
+    return frozen_map({k: frozen_map(s) for k, s in per_port.items()})
 
 
 def _intervals(maps: dict[str, dict[str, Any]], reason_name: Any) -> tuple[Any, Any]:

@@ -13,6 +13,7 @@ with the same key (backlog drops of the tiers that see the socket).
     timed                                    (the probe counts per interval; then, sparse:)
     timeline <reason> <interval> <drops>
     flowtl <netns> <laddr> <lport> <raddr> <rport> <reason> <interval> <drops>
+    porttl <reason> <lport> <interval> <drops>  (drops without a socket, per local port)
 
 A netns of ``-`` means the host's own namespace (the probe ran inside it), ``0`` unknown.
 A reason is either the host's drop-reason number (mapped through its own table) or a
@@ -97,6 +98,7 @@ def parse_records(output: str, facts: HostFacts, aliases: Mapping[int, str] | No
     overflow = 0
     intervals: dict[str, dict[int, int]] = {}
     flow_intervals: dict[tuple[object, ...], dict[int, int]] = {}
+    port_intervals: dict[tuple[str, int], dict[int, int]] = {}
     timed = False
     for line in output.splitlines():
         words = line.split()
@@ -113,6 +115,9 @@ def parse_records(output: str, facts: HostFacts, aliases: Mapping[int, str] | No
                    reason_name(words[6], facts.drop_reasons, aliases))  # fmt: skip
             series = flow_intervals.setdefault(key, {})
             series[int(words[7])] = series.get(int(words[7]), 0) + int(words[8])
+        elif words[0] == "porttl" and len(words) == 5 and all(_int(w) is not None for w in words[2:]):
+            series = port_intervals.setdefault((reason_name(words[1], facts.drop_reasons, aliases), int(words[2])), {})
+            series[int(words[3])] = series.get(int(words[3]), 0) + int(words[4])
         if words[0] == "total" and len(words) == 3 and _int(words[2]) is not None:
             name = reason_name(words[1], facts.drop_reasons, aliases)
             totals[name] = totals.get(name, 0) + int(words[2])
@@ -135,5 +140,6 @@ def parse_records(output: str, facts: HostFacts, aliases: Mapping[int, str] | No
         flows_truncated=overflow > 0 or sum(f.drops for f in flows) < sum(totals.values()),
         intervals=frozen_map({r: frozen_map(s) for r, s in intervals.items()}),
         flow_intervals=frozen_map({k: frozen_map(s) for k, s in flow_intervals.items()}),
+        port_intervals=frozen_map({k: frozen_map(s) for k, s in port_intervals.items()}),
         timed=timed,
     )

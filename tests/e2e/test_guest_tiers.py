@@ -52,6 +52,8 @@ def assert_caught_every_drop(run: GuestCollect, name: str, probe: str) -> dict:
     # Counted per interval in the kernel too: the timeline adds up to the same drops, on the host and the flow.
     assert sum(host["timeline"]["drops"]["SOCKET_BACKLOG"]) == delta, host["timeline"]
     assert sum(flow["timeline"]) == delta
+    # The window script's TcpExt samples beside the probe: the counter's own series, on every traced tier.
+    assert sum(host["timeline"]["counters"]["TCPBacklogDrop"]) == delta, host["timeline"]["counters"]
     return host
 
 

@@ -123,6 +123,11 @@ def test_kfree_skb_headers_tier_runs_for_real(lab_fleet, lab_roles):
         # TCP clears skb->dev after the socket lookup: without rx_sk the namespace is unknown, and said so.
         assert flow.netns is None and flow.rcvbuf is None
     assert any("namespace is unknown" in note for note in host.notes)
+    # No socket in this tier: the drops' series is their (reason, local port) bucket's, and a port's only flow has it.
+    bucket = host.timeline.ports["SOCKET_BACKLOG"][PORT]
+    assert sum(bucket) == sum(f.drops for f in backlog) == sum(host.timeline.drops["SOCKET_BACKLOG"])
+    if len(backlog) == 1:
+        assert backlog[0].timeline == bucket
     assert host.counters["TCPBacklogDrop"] == generated
     missed = [v for v in missed_verdicts(reconcile(host)) if v.code == "untraced_drops"]
     flagged = next((r.missed for r in reconcile(host) if r.reason == "SOCKET_BACKLOG"), None) if missed else None

@@ -81,11 +81,16 @@ def test_bpftrace_timeline_starts_when_the_drops_do(lab_fleet, lab_roles, tmp_pa
     before, after = _split(timeline, timeline["drops"]["SOCKET_BACKLOG"], began)
     assert len(before) >= DELAY_S - 1 and not any(before), timeline
     assert sum(after) > 0
+    # The window script samples TcpExt each interval beside the probe: the counters have a timeline too.
+    assert set(timeline["counters"]) == set(receiver["counters"])
     for name, series in timeline["counters"].items():
-        assert sum(series) == receiver["counters"][name], name
-    if timeline["counters"]:
-        counted_before, _ = _split(timeline, timeline["counters"]["TCPBacklogDrop"], began)
-        assert not any(counted_before)
+        assert len(series) == WINDOW_S and sum(series) == receiver["counters"][name], name
+    counted = timeline["counters"]["TCPBacklogDrop"]
+    counted_before, _ = _split(timeline, counted, began)
+    assert not any(counted_before), counted
+    # The generator stops seconds before the window ends: its drops were counted in intervals
+    # sampled during the window, not all carried by the final read.
+    assert sum(counted[:-1]) > 0, counted
     assert receiver["activity"]["dropping"] and receiver["activity"]["first_interval"] >= len(before)
     backlog_flows = [f for f in receiver["flows"] if f["reason"] == "SOCKET_BACKLOG"]
     assert backlog_flows
@@ -130,3 +135,9 @@ def test_two_hosts_dropping_in_the_same_second_are_one_fleet_event(lab_fleet, tm
     hosts = {h["name"]: h for h in doc["hosts"]}
     for target in targets:
         assert hosts[target.name]["activity"]["dropping"] and not hosts[target.name]["activity"]["ongoing_at_end"]
+        # Each SYN came from a new source port, so no flow has a series of its own: the closed port has one.
+        timeline = hosts[target.name]["timeline"]
+        series = timeline["ports"]["NO_SOCKET"][str(CLOSED)]
+        assert sum(series) == hosts[target.name]["drops"]["NO_SOCKET"] == sum(timeline["drops"]["NO_SOCKET"])
+        before, after = _split(timeline, series, began)
+        assert not any(before) and sum(after) > 0, series

@@ -243,3 +243,70 @@ def test_history_page_draws_each_sweep(page):
     text = trend_html.render(sweeps)
     assert text.count("Plotly.newPlot(") == 2 and "<script src" not in text
     assert '"x":["2026-11-01T00:00:00Z","2026-11-02T00:00:00Z"]' in text and '"y":[2,5]' in text
+
+
+def test_a_traced_window_samples_tcpext_at_each_interval_end(tmp_path):
+    """The real window script, run here: beside a traced probe it reads TcpExt at the end of every interval but the last."""
+    from fleetdiag.counters import parse_netstat
+    from fleetdiag.sections import split_sections
+    from fleetdiag.tracers.base import ProbePlan
+    from fleetdiag.transport.local import LocalTransport
+    from fleetdiag.window_script import build_window_script
+
+    plan = ProbePlan(tracer="x", probe="x", command="sh -c 'echo @@attached; exec sleep 5'")
+    assert plan.traces
+    script = f"export TMPDIR={tmp_path}\n" + build_window_script(plan, 2)
+    sections = split_sections(LocalTransport().run(script, 30).stdout)
+    samples = counters.counter_samples(sections["tcpext_samples"])
+    # A 2 s window: interval 0 ends at a sample, interval 1 at the final read; the first sample names every counter.
+    assert [index for index, _ in samples] == [0], sections["tcpext_samples"]
+    before, after = parse_netstat(sections["counters_before"]), parse_netstat(sections["counters_after"])
+    assert set(samples[0][1]) == set(before) and all(before[n] <= v <= after[n] for n, v in samples[0][1].items())
+    assert list(tmp_path.iterdir()) == []  # the sampler's file went with the temp dir
+
+
+def test_a_traced_windows_tcpext_samples_give_its_counters_a_timeline(facts_6_18):
+    plan = bpftrace.plan(facts_6_18, Window(8))
+    stdout = fixture_text("window/bpftrace-timeline.stdout.txt")
+    before, after = _section_counters(stdout, "counters_before"), _section_counters(stdout, "counters_after")
+    moved = next(name for name in before if after[name] > before[name])
+    mid = before[moved] + (after[moved] - before[moved]) // 2
+    stdout += f"@@fleetdiag tcpext_samples\ntcpext 0 {moved}={before[moved]}\ntcpext 4 {moved}={mid}\n"
+    host = window_result(HostSpec("h01", "127.0.0.1"), facts_6_18, bpftrace, plan.probe, CommandResult(stdout, "", 0),
+                         plan=plan, window=Window(8))  # fmt: skip
+    series = host.timeline.counters[moved]
+    assert series == (0, 0, 0, 0, mid - before[moved], 0, 0, after[moved] - mid)
+    assert {n: sum(s) for n, s in host.timeline.counters.items()} == dict(host.counters)
+
+
+def _section_counters(stdout: str, section: str) -> dict[str, int]:
+    """The TcpExt counters of one section of a recorded window's output."""
+    from fleetdiag.counters import parse_netstat
+    from fleetdiag.sections import split_sections
+
+    return parse_netstat(split_sections(stdout)[section])
+
+
+def test_flows_without_a_socket_get_their_ports_series(facts_6_18):
+    """@ptl: socketless drops per (reason, local port); a port's only flow takes its series, a shared one does not."""
+    from fleetdiag.model import FlowDrop
+
+    def flow(lport, rport, drops):
+        return FlowDrop("10.0.0.2", lport, "10.0.0.3", rport, 1, "NO_SOCKET", drops)
+
+    out = json.dumps({"type": "map", "data": {"@ptl": {"3,9998,1": 2, "3,9998,3": 1, "3,22,0": 4},
+                                              "@tl": {"3,0": 4, "3,1": 2, "3,3": 1}, "@t0": 1}})  # fmt: skip
+    parsed = bpftrace.parse(out, facts_6_18)
+    assert parsed.port_intervals == {("NO_SOCKET", 9998): {1: 2, 3: 1}, ("NO_SOCKET", 22): {0: 4}}
+    report = dataclasses.replace(parsed, drops=frozen_map({"NO_SOCKET": 7}),
+                                 flows=(flow(9998, 40000, 2), flow(9998, 40001, 1), flow(22, 40002, 4)))  # fmt: skip
+    timeline, flows, _ = host_timeline(report, 5, T0, {}, {}, [])
+    assert timeline.ports == {"NO_SOCKET": {22: (4, 0, 0, 0, 0), 9998: (0, 2, 0, 1, 0)}}
+    assert [f.timeline for f in flows] == [None, None, (4, 0, 0, 0, 0)]
+    host = HostResult("h", "a", Status.OK, probe="bpftrace:kfree_skb", drops=report.drops, flows=flows,
+                      window_start=T0, timeline=timeline)  # fmt: skip
+    doc = sweep_document(_sweep(host))
+    assert doc["hosts"][0]["timeline"]["ports"] == {"NO_SOCKET": {"22": [4, 0, 0, 0, 0], "9998": [0, 2, 0, 1, 0]}}
+    assert load_sweep(json.loads(json.dumps(doc))).hosts[0].timeline.ports == timeline.ports
+    page = html_render.render(_sweep(host))
+    assert "Drops without a socket, by local port" in page and ">9998<" in page

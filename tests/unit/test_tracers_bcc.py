@@ -67,6 +67,12 @@ class FtlKey(ctypes.Structure):
     _fields_ = [("flow", Key), ("index", ctypes.c_uint64)]
 
 
+class PtlKey(ctypes.Structure):
+    """struct fd_ptl_key of bcc_drops.c."""
+
+    _fields_ = [("reason", ctypes.c_uint32), ("lport", ctypes.c_uint32), ("index", ctypes.c_uint64)]
+
+
 class Table:
     """What bpf["name"] gives: items() and values() of ctypes keys and values (unhashable, so pairs)."""
 
@@ -126,8 +132,9 @@ def sample_tables():
         (FtlKey(v4, 3), ctypes.c_uint64(200)), (FtlKey(v4, 4), ctypes.c_uint64(78)),
         (FtlKey(v6, 4), ctypes.c_uint64(3)),  # `late` has no socket: no per-flow series in the kernel
     )  # fmt: skip
+    port_timeline = Table((PtlKey(33, 5201, 0), ctypes.c_uint64(9)))  # ... but one per (reason, local port)
     return {"fd_total": total, "fd_drops": drops, "fd_state": state, "fd_overflow": Table((0, ctypes.c_uint64(0))),
-            "fd_window": window, "fd_tl": timeline, "fd_ftl": flow_timeline}  # fmt: skip
+            "fd_window": window, "fd_tl": timeline, "fd_ftl": flow_timeline, "fd_ptl": port_timeline}  # fmt: skip
 
 
 def test_runner_output_is_the_recorded_fixture():
@@ -151,6 +158,7 @@ def test_parse_runner_output():
     assert (v6.drops, v6.rcvbuf) == (3, None)
     late = next(f for f in report.flows if f.reason == "TCP_OLD_DATA")
     assert late.netns is None
+    assert report.port_intervals == {("TCP_OLD_DATA", 5201): {0: 9}}
     assert any("namespace is unknown" in note for note in report.notes)
     assert report.flows_truncated is False
 
@@ -231,4 +239,6 @@ def test_runner_timeline_becomes_the_hosts_timeline():
     by_port = {(f.rport, f.reason): f.timeline for f in flows}
     assert by_port[(40000, "SOCKET_BACKLOG")] == (0, 0, 0, 200, 78, 0)
     assert by_port[(40002, "SOCKET_BACKLOG")] == (0, 0, 0, 0, 3, 0)
-    assert by_port[(40000, "TCP_OLD_DATA")] is None  # a drop without a socket: counted per reason only
+    # A drop without a socket: no series of its own in the kernel, its (reason, local port) bucket's, which it alone fills.
+    assert timeline.ports == {"TCP_OLD_DATA": {5201: (9, 0, 0, 0, 0, 0)}}
+    assert by_port[(40000, "TCP_OLD_DATA")] == (9, 0, 0, 0, 0, 0)

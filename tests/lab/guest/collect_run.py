@@ -36,6 +36,10 @@ class GuestCollect:
     stderr: str
     generated: GuestBacklogRun
     attach_seconds: float  # from starting collect to the last window attached
+    # The guest's own epoch clock just before the generator started and just after it ended: its
+    # drops fall between (what a timeline's intervals are checked against; the window's start is the guest's too).
+    generated_from: float = 0.0
+    generated_to: float = 0.0
 
     def host(self, name: str) -> dict[str, Any]:
         return next(host for host in self.document["hosts"] if host["name"] == name)
@@ -79,8 +83,9 @@ def collect_during_drops(
     windows: int = 1,
     extra_args: tuple[str, ...] = (),
     window_s: int = WINDOW_S,
+    settle_s: float = 0.0,
 ) -> GuestCollect:
-    """Run collect with TRACER over INVENTORY; drops are made once WINDOWS windows watch in the guest."""
+    """Run collect with TRACER over INVENTORY; drops are made SETTLE_S after WINDOWS windows watch in the guest."""
     argv = [
         sys.executable, "-m", "fleetdiag", "collect", "-i", str(inventory), "--duration", str(window_s),
         "--tracer", tracer, "-o", "json",
@@ -100,10 +105,18 @@ def collect_during_drops(
                 raise TimeoutError(f"{windows} window(s) did not attach in the guest within {ATTACH_TIMEOUT_S} s")
             time.sleep(_POLL_S)
         attach_seconds = time.monotonic() - started
+        time.sleep(settle_s)
+        generated_from = guest_clock(vm)
         generated = generate_guest_backlog_drops(vm)
+        generated_to = guest_clock(vm)
         out, err = proc.communicate(timeout=window_s + ATTACH_TIMEOUT_S)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    return GuestCollect(proc.returncode, json.loads(out), err, generated, attach_seconds)
+    return GuestCollect(proc.returncode, json.loads(out), err, generated, attach_seconds, generated_from, generated_to)
+
+
+def guest_clock(vm: GuestVM) -> float:
+    """The guest's epoch time now (its clock is not the controller's: a TCG guest drifts)."""
+    return float(vm.check("date +%s.%N").strip())
