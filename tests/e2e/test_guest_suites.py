@@ -44,7 +44,7 @@ def collect_during_drops(*args: Any, **kwargs: Any) -> GuestCollect:
 
 @pytest.fixture(params=SUITES)
 def suite_guest(request: pytest.FixtureRequest) -> GuestVM:
-    """The suite's guest, booted once per session (the fixtures in tests/lab/guest/fixtures.py)."""
+    """The suite's guest, booted while its tests run (the fixtures in tests/lab/guest/fixtures.py)."""
     return request.getfixturevalue(f"lab_guest_{request.param}")
 
 
