@@ -44,7 +44,7 @@ def collect_during_drops(*args: Any, **kwargs: Any) -> GuestCollect:
 
 @pytest.fixture(params=SUITES)
 def suite_guest(request: pytest.FixtureRequest) -> GuestVM:
-    """The suite's guest, booted once per session (the fixtures in tests/lab/guest/fixtures.py)."""
+    """The suite's guest, booted while its tests run (the fixtures in tests/lab/guest/fixtures.py)."""
     return request.getfixturevalue(f"lab_guest_{request.param}")
 
 
@@ -86,7 +86,6 @@ def test_bpftrace_catches_every_drop_with_the_tier_its_version_can_run(
     lab_fleet: LabFleet, suite_guest: GuestVM, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     suite = suite_guest.image.suite if suite_guest.image else ""
-    no_generator_on_trixie(suite_guest, request)
     if suite == "bullseye":
         # Seen 2026-12-02: count, flow, rcvbuf and sndbuf all right (252 = TCPBacklogDrop delta), but the
         # flow has no queue_max: bpftrace 0.11's JSON for its max() maps is not read yet. Strict: fixing it flags.
@@ -106,25 +105,14 @@ def test_bpftrace_catches_every_drop_with_the_tier_its_version_can_run(
     assert leftovers(suite_guest) == ""
 
 
-def test_bcc_catches_every_drop(lab_fleet: LabFleet, suite_guest: GuestVM, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_bcc_catches_every_drop(lab_fleet: LabFleet, suite_guest: GuestVM, tmp_path: Path) -> None:
     suite = suite_guest.image.suite if suite_guest.image else ""
-    no_generator_on_trixie(suite_guest, request)
     path = inventory(lab_fleet, suite_guest, tmp_path / "inventory.yml", "full")
     run = collect_during_drops(lab_fleet, suite_guest, path, "bcc", tmp_path / "cache")
     assert run.returncode == 0, run.stderr
     host = assert_caught_every_drop(run, "g_full", BCC_PROBE[suite])
     assert host["module"] is None and host["fidelity"] == "traced"
     assert leftovers(suite_guest) == ""
-
-
-def no_generator_on_trixie(vm: GuestVM, request: pytest.FixtureRequest) -> None:
-    """The generator is a guru stap module in the guest: Debian 13's systemtap 5.1 cannot load one on 6.12.
-
-    Strict xfail: once the image fixes that runtime (as it fixes 4.4's and 4.8's), these tests must pass.
-    """
-    if vm.image and vm.image.suite == "trixie" and vm.image.facts["systemtap_version"].startswith("5.1"):
-        reason = "lab generator needs stap in the guest; systemtap 5.1 cannot load modules on 6.12 (uprobe_unregister)"
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
 
 
 def refused_stap(fleet: LabFleet, vm: GuestVM, path: Path) -> bool:
@@ -177,10 +165,7 @@ def test_stap_return_probe_and_a_runtime_only_host_from_one_controller_build(
     assert leftovers(suite_guest) == ""
 
 
-def test_counters_count_exactly_without_tracing(
-    lab_fleet: LabFleet, suite_guest: GuestVM, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    no_generator_on_trixie(suite_guest, request)
+def test_counters_count_exactly_without_tracing(lab_fleet: LabFleet, suite_guest: GuestVM, tmp_path: Path) -> None:
     path = inventory(lab_fleet, suite_guest, tmp_path / "inventory.yml", "full")
     run: GuestCollect = collect_during_drops(lab_fleet, suite_guest, path, "counters", tmp_path / "cache")
     assert run.returncode == 0, run.stderr

@@ -44,9 +44,10 @@ def assert_caught_every_drop(run: GuestCollect, name: str, probe: str) -> dict:
     # The socket state the origin case printed: buffers, and a queue over the kernel's limit.
     assert flow["rcvbuf"] > 0 and flow["sndbuf"] > 0
     assert flow["queue_max"] >= flow["backlog_limit"] - 65536, flow
-    # Issue 16: the window and the dropped skbs' sizes, read at the drop (no scaling_ratio before 6.6).
+    # Issue 16: the window and the dropped skbs' sizes, read at the drop (scaling_ratio only from 6.6).
     assert flow["window_clamp"] > 0 and flow["rcv_ssthresh"] > 0 and "rcv_wnd" in flow, flow
-    assert "scaling_ratio" not in flow
+    major, minor = (int(part) for part in host["kernel"].split(".")[:2])
+    assert ("scaling_ratio" in flow) == ((major, minor) >= (6, 6)), (host["kernel"], flow)
     assert 0 < flow["skb_len_max"] <= flow["skb_truesize_max"] and flow["skb_truesize_sum"] >= flow["skb_truesize_max"], flow
     assert host["tcp_buffers"]["tcp_adv_win_scale"] == [1], host["tcp_buffers"]
     # Counted per interval in the kernel too: the timeline adds up to the same drops, on the host and the flow.

@@ -1,92 +1,110 @@
-"""Runs INSIDE the guest (python3 backlog_server.py PORT DELAY_MS MODULE.ko): the generator's receiving end.
+"""Runs INSIDE the guest (python3 backlog_server.py PORT DELAY_MS): the generator's receiving end.
 
-Loads the delay module, listens, accepts one connection, sends one byte so the controller knows
-recv() is next, then recv() is held in the kernel (socket owned by the user) while the controller
-blasts duplicates. Prints `listening`, `held <seconds> bytes <n>`, `held_ms <n>` (the module's own
-measure), then `done`; stdlib only.
+Listens, accepts one connection, sends `R`, waits for the controller's one real byte, then recv()s it
+into a userfaultfd-registered page that is still missing: the kernel's copy to user faults while
+tcp_recvmsg holds the socket lock, and the fault waits until our handler thread fills the page
+DELAY_MS later, so the socket stays owned by its user that long (no module, any kernel with
+userfaultfd, run as root). Prints `listening`, `holding` (the fault is pending: send now),
+`held <seconds> bytes <n>`, `held_ms <n>` (the handler's own measure), then `done`; stdlib only.
 """
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
+import mmap
 import os
-import signal
+import platform
+import select
 import socket
 import struct
-import subprocess
 import sys
+import threading
 import time
 
-ARM_TIMEOUT = 150.0  # loading and registering take 1-2 s idle under TCG, 17 s seen under load
 ACCEPT_TIMEOUT = 60.0
+BYTE_TIMEOUT = 30.0  # the controller's real byte, sent as soon as it reads `R`
+FAULT_TIMEOUT = 30.0
 RECV_TIMEOUT = 30  # seconds
-STAP_OUTPUT = "/tmp/fdl-delay.out"
+
+# <linux/userfaultfd.h>; Python exports none of it.
+_SYSCALL_USERFAULTFD = {"x86_64": 323, "aarch64": 282}
+UFFD_API = 0xAA
+UFFDIO_REGISTER_MODE_MISSING = 1
+UFFD_MSG_SIZE = 32
 
 
-def main(port: int, delay_ms: int, module: str) -> int:
-    """Load the module, serve one held recv(), unload; exit status 0 when all went as planned."""
-    if os.path.exists(STAP_OUTPUT):
-        os.unlink(STAP_OUTPUT)
-    staprun = subprocess.Popen(
-        ["staprun", "-o", STAP_OUTPUT, module, f"hold_port={port}", f"delay_ms={delay_ms}", "delays=1"],
-        stdin=subprocess.DEVNULL, stdout=sys.stderr, stderr=sys.stderr,
-    )  # fmt: skip
-    try:
-        wait_armed(staprun)
-        pin_apart()
-        serve_once(port)
-    finally:
-        staprun.send_signal(signal.SIGTERM)  # staprun unloads the module on SIGTERM
-        staprun.wait(timeout=60)
-    with open(STAP_OUTPUT) as output:  # the module's end probe: how long it really held the socket
-        print(output.read().replace("live", "").strip(), flush=True)
+def _iowr(nr: int, size: int) -> int:
+    """_IOWR(0xAA, NR, SIZE), as the header computes the uffd ioctl numbers."""
+    return (3 << 30) | (size << 16) | (0xAA << 8) | nr
+
+
+UFFDIO_API = _iowr(0x3F, 24)  # struct uffdio_api
+UFFDIO_REGISTER = _iowr(0x00, 32)  # struct uffdio_register
+UFFDIO_ZEROPAGE = _iowr(0x04, 32)  # struct uffdio_zeropage
+
+
+class MissingPage:
+    """One anonymous page registered with userfaultfd: the first access to it waits for release()."""
+
+    def __init__(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        number = _SYSCALL_USERFAULTFD.get(platform.machine())
+        if number is None:
+            raise SystemExit(f"userfaultfd syscall number unknown for {platform.machine()}")
+        self.fd = libc.syscall(number, os.O_CLOEXEC | os.O_NONBLOCK)
+        if self.fd < 0:
+            err = ctypes.get_errno()
+            raise SystemExit(f"userfaultfd failed: {os.strerror(err)} (needs root or vm.unprivileged_userfaultfd=1)")
+        fcntl.ioctl(self.fd, UFFDIO_API, bytearray(struct.pack("QQQ", UFFD_API, 0, 0)))
+        self.size = mmap.PAGESIZE
+        self.map = mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self.address = ctypes.addressof(ctypes.c_char.from_buffer(self.map))
+        reg = struct.pack("QQQQ", self.address, self.size, UFFDIO_REGISTER_MODE_MISSING, 0)
+        fcntl.ioctl(self.fd, UFFDIO_REGISTER, bytearray(reg))
+
+    def wait_fault(self, timeout: float) -> None:
+        """Return once something faults on the page (it is then blocked until release())."""
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if not ready:
+            raise SystemExit(f"no fault on the held page within {timeout}s")
+        os.read(self.fd, UFFD_MSG_SIZE)
+
+    def release(self) -> None:
+        """Map a zero page there: the faulting access resumes."""
+        fcntl.ioctl(self.fd, UFFDIO_ZEROPAGE, bytearray(struct.pack("QQQq", self.address, self.size, 0, 0)))
+
+
+def main(port: int, delay_ms: int) -> int:
+    """Serve one held recv(); exit status 0 when all went as planned."""
+    page = MissingPage()
+    held_ns: list[int] = []
+    errors: list[BaseException] = []
+
+    def hold() -> None:
+        try:
+            page.wait_fault(ACCEPT_TIMEOUT + BYTE_TIMEOUT + FAULT_TIMEOUT)
+            started = time.monotonic_ns()
+            print("holding", flush=True)
+            time.sleep(delay_ms / 1000)
+            held_ns.append(time.monotonic_ns() - started)
+            page.release()
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+            page.release()  # never leave the recv() stuck
+
+    handler = threading.Thread(target=hold, daemon=True)
+    handler.start()
+    serve_once(port, page)
+    handler.join()
+    if errors:
+        raise errors[0]
+    print(f"held_ms {held_ns[0] // 1_000_000}", flush=True)
     print("done", flush=True)
     return 0
 
 
-def wait_armed(staprun: subprocess.Popen) -> None:
-    """Return once the module's kprobe has handled a call (it prints `live`), poking it meanwhile."""
-    # Neither /sys/kernel/debug/kprobes/list nor a begin probe proves the probe handles hits yet.
-    deadline = time.monotonic() + ARM_TIMEOUT
-    while time.monotonic() < deadline:
-        if staprun.poll() is not None:
-            raise SystemExit(f"staprun exited {staprun.returncode} before arming")
-        if os.path.exists(STAP_OUTPUT):
-            with open(STAP_OUTPUT) as output:
-                if "live" in output.read():
-                    return
-        poke_recvmsg()
-        time.sleep(0.2)
-    raise SystemExit(f"the delay module did not go live within {ARM_TIMEOUT}s")
-
-
-def poke_recvmsg() -> None:
-    """One tcp_recvmsg on a loopback connection (another port: never held)."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        with socket.create_connection(server.getsockname()) as client:
-            conn, _ = server.accept()
-            with conn:
-                client.sendall(b"x")
-                conn.recv(1)
-
-
-def pin_apart() -> None:
-    """This process on CPU 0, the NIC's receive interrupts on CPU 1 (and left there).
-
-    The hold spins in a kprobe handler, with interrupts off on its CPU: if the NIC's interrupt
-    were routed there too, nothing would reach TCP until the hold ends and no segment would
-    meet the owned socket. Apart, every one does, and the count is the same run after run.
-    """
-    with open("/proc/interrupts") as interrupts:
-        irqs = [line.split(":")[0].strip() for line in interrupts if "virtio" in line and "-input." in line]
-    if not irqs or os.cpu_count() is None or os.cpu_count() < 2:
-        raise SystemExit(f"need 2 CPUs and a virtio NIC (irqs {irqs}, cpus {os.cpu_count()})")
-    for irq in irqs:
-        with open(f"/proc/irq/{irq}/smp_affinity_list", "w") as affinity:
-            affinity.write("1")
-    os.sched_setaffinity(0, {0})
-
-
-def serve_once(port: int) -> None:
+def serve_once(port: int, page: MissingPage) -> None:
     """Accept one connection, signal the controller, make the held recv(), report how long it took."""
     server = socket.socket()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -97,16 +115,18 @@ def serve_once(port: int) -> None:
     server.settimeout(ACCEPT_TIMEOUT)
     print("listening", flush=True)
     conn, _ = server.accept()
-    # A kernel-side timeout, not settimeout(): Python would poll() first and call recv() only once data
-    # is there, so the hold would begin after the duplicates had already arrived.
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", RECV_TIMEOUT, 0))
     conn.sendall(b"R")
+    # The byte must be queued before recv(): on an empty queue tcp_recvmsg waits with the lock released.
+    ready, _, _ = select.select([conn], [], [], BYTE_TIMEOUT)
+    if not ready:
+        raise SystemExit(f"the controller's byte did not come within {BYTE_TIMEOUT}s")
     started = time.monotonic()
-    data = conn.recv(65536)
-    print(f"held {time.monotonic() - started:.2f} bytes {len(data)}", flush=True)
+    count = conn.recv_into(memoryview(page.map), page.size)
+    print(f"held {time.monotonic() - started:.2f} bytes {count}", flush=True)
     conn.close()
     server.close()
 
 
 if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]))
+    sys.exit(main(int(sys.argv[1]), int(sys.argv[2])))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.lab.fleet import LabFleet
-from tests.lab.guest.backlog import GuestBacklogRun, delay_module, generate_guest_backlog_drops
+from tests.lab.guest.backlog import GuestBacklogRun, generate_guest_backlog_drops
 from tests.lab.guest.vm import GuestVM
 
 WINDOW_S = 30
@@ -92,8 +92,6 @@ def collect_during_drops(
         "--known-hosts", str(fleet.known_hosts_path), "--known-hosts", str(vm.known_hosts_path), *extra_args,
     ]  # fmt: skip
     env = {**os.environ, "FLEETDIAG_CACHE_DIR": str(cache_dir)}
-    # The generator's own module first (a cold compile takes minutes): the drops must fall in the window.
-    delay_module(vm)
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
