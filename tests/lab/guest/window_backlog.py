@@ -27,11 +27,9 @@ from tests.lab.guest.vm import GuestVM
 
 HOLD_SCRIPT = Path(__file__).with_name("window_hold.stp")
 SERVER_SCRIPT = Path(__file__).with_name("window_server.py")
-HELPERS_SCRIPT = Path(__file__).with_name("backlog_server.py")
 HOLD_MODULE = "fdl_lab_window_hold"
 GUEST_MODULE_PATH = f"/root/{HOLD_MODULE}.ko"
 GUEST_SERVER_PATH = "/root/fdl_window_server.py"
-GUEST_HELPERS_PATH = "/root/fdl_backlog_server.py"
 DEFAULT_PORT = 5302
 HOLD_MS = 3000
 WARM_S = 6.0
@@ -119,12 +117,11 @@ def _meminfo(line: str) -> dict[str, int]:
 
 
 def install(vm: GuestVM) -> None:
-    """The hold module (compiled on the controller, cached) and the two server files, copied once."""
+    """The hold module (compiled on the controller, cached) and the server file, copied once."""
     if vm.image is None:
         raise RuntimeError("the guest is not started")
     module = compile_module(vm.image, HOLD_SCRIPT, HOLD_MODULE, ("-g", "-DSTP_NO_OVERLOAD"))
-    for data, path in ((module.path.read_bytes(), GUEST_MODULE_PATH), (SERVER_SCRIPT.read_bytes(), GUEST_SERVER_PATH),
-                       (HELPERS_SCRIPT.read_bytes(), GUEST_HELPERS_PATH)):  # fmt: skip
+    for data, path in ((module.path.read_bytes(), GUEST_MODULE_PATH), (SERVER_SCRIPT.read_bytes(), GUEST_SERVER_PATH)):
         present = vm.ssh(f"sha256sum {path} 2>/dev/null").stdout.split()[:1]
         if present != [hashlib.sha256(data).hexdigest()]:
             vm.put(data, path)

@@ -7,7 +7,7 @@ RCVBUF) before listen (the accepted socket inherits it, locked). The receiver re
 seconds, so autotuning grows rcvbuf and the window, then arms the hold module: its next recv()
 spins HOLD_MS in the kernel with the socket owned, while the sender keeps sending what the
 window allows. Prints `listening`, `warm <sk_meminfo>`, `held <s>`, `after <sk_meminfo>`, then
-the module's `held_ms`, then `done`. Stdlib only; uses backlog_server.py's arming helpers.
+the module's `held_ms`, then `done`. Stdlib only, one file.
 """
 
 from __future__ import annotations
@@ -20,15 +20,57 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fdl_backlog_server import STAP_OUTPUT, pin_apart, wait_armed  # noqa: E402
-
 SO_MEMINFO = 55  # include/uapi/asm-generic/socket.h
 # include/uapi/linux/sock_diag.h: SK_MEMINFO_RMEM_ALLOC, RCVBUF, WMEM_ALLOC, SNDBUF, FWD_ALLOC,
 # WMEM_QUEUED, OPTMEM, BACKLOG, DROPS.
 MEMINFO = ("rmem_alloc", "rcvbuf", "wmem_alloc", "sndbuf", "fwd_alloc", "wmem_queued", "optmem", "backlog", "drops")
 ACCEPT_TIMEOUT = 60.0
 DRAIN_S = 2.0
+ARM_TIMEOUT = 150.0  # loading and registering take 1-2 s idle under TCG, 17 s seen under load
+STAP_OUTPUT = "/tmp/fdl-window-hold.out"
+
+
+def wait_armed(staprun: subprocess.Popen) -> None:
+    """Return once the module's kprobe has handled a call (it prints `live`), poking it meanwhile."""
+    # Neither /sys/kernel/debug/kprobes/list nor a begin probe proves the probe handles hits yet.
+    deadline = time.monotonic() + ARM_TIMEOUT
+    while time.monotonic() < deadline:
+        if staprun.poll() is not None:
+            raise SystemExit(f"staprun exited {staprun.returncode} before arming")
+        if os.path.exists(STAP_OUTPUT):
+            with open(STAP_OUTPUT) as output:
+                if "live" in output.read():
+                    return
+        poke_recvmsg()
+        time.sleep(0.2)
+    raise SystemExit(f"the delay module did not go live within {ARM_TIMEOUT}s")
+
+
+def poke_recvmsg() -> None:
+    """One tcp_recvmsg on a loopback connection (another port: never held)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        with socket.create_connection(server.getsockname()) as client:
+            conn, _ = server.accept()
+            with conn:
+                client.sendall(b"x")
+                conn.recv(1)
+
+
+def pin_apart() -> None:
+    """This process on CPU 0, the NIC's receive interrupts on CPU 1 (and left there).
+
+    The hold spins in a kprobe handler, with interrupts off on its CPU: if the NIC's interrupt
+    were routed there too, nothing would reach TCP until the hold ends and no segment would
+    meet the owned socket. Apart, every one does, and the count is the same run after run.
+    """
+    with open("/proc/interrupts") as interrupts:
+        irqs = [line.split(":")[0].strip() for line in interrupts if "virtio" in line and "-input." in line]
+    if not irqs or os.cpu_count() is None or os.cpu_count() < 2:
+        raise SystemExit(f"need 2 CPUs and a virtio NIC (irqs {irqs}, cpus {os.cpu_count()})")
+    for irq in irqs:
+        with open(f"/proc/irq/{irq}/smp_affinity_list", "w") as affinity:
+            affinity.write("1")
+    os.sched_setaffinity(0, {0})
 
 
 def meminfo(conn: socket.socket) -> str:
