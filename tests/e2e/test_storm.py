@@ -74,7 +74,8 @@ def test_storm_every_drop_accounted_for(lab_fleet, lab_roles, storm_nft, tmp_pat
         (verdict,) = [v for v in rx["verdicts"] if v["code"] == "recursion_misses"]
         assert "NO_SOCKET" in verdict["evidence"]["incomplete_reasons"]
     # Readable: the busiest flows per host, the rest folded ("+1,980 flows, ...: NO_SOCKET to port 9998 ...").
-    assert len([f for f in doc["flows"] if f["host"] == receiver.name]) >= plan.syns  # the JSON keeps them all
+    # The JSON keeps them all: every traced SYN is a flow of its own (a run the kernel skipped is not).
+    assert len([f for f in doc["flows"] if f["host"] == receiver.name]) >= plan.syns - misses
     text = table.render(load_sweep(doc))
     lines = text.splitlines()
     for host in hosts:
