@@ -101,44 +101,26 @@ BPF_HASH(fd_ptl, struct fd_ptl_key, u64, FD_MAP_KEYS_MAX);
 static inline void fd_count_interval(struct fd_key *key, int with_socket)
 {
     int first = 0;
-    u64 zero = 0, index = 0, now = bpf_ktime_get_ns();
+    u64 index = 0, now = bpf_ktime_get_ns();
     u64 *t0 = fd_t0.lookup(&first);
     if (t0 && *t0 && now > *t0)
         index = (now - *t0) / FD_INTERVAL_NS;
     struct fd_tl_key tk = {};
     tk.reason = key->reason;
     tk.index = index;
-    u64 *n = fd_tl.lookup(&tk);
-    if (!n) {
-        fd_tl.update(&tk, &zero);  // refused when the map is full: the parser says so
-        n = fd_tl.lookup(&tk);
-    }
-    if (n)
-        __sync_fetch_and_add(n, 1);
+    fd_tl.increment(tk);  // no new key when the map is full: the parser says so
     if (!with_socket) {
         struct fd_ptl_key pk = {};
         pk.reason = key->reason;
         pk.lport = key->lport;
         pk.index = index;
-        n = fd_ptl.lookup(&pk);
-        if (!n) {
-            fd_ptl.update(&pk, &zero);
-            n = fd_ptl.lookup(&pk);
-        }
-        if (n)
-            __sync_fetch_and_add(n, 1);
+        fd_ptl.increment(pk);
         return;
     }
     struct fd_ftl_key fk = {};
     __builtin_memcpy(&fk.flow, key, sizeof(fk.flow));
     fk.index = index;
-    n = fd_ftl.lookup(&fk);
-    if (!n) {
-        fd_ftl.update(&fk, &zero);
-        n = fd_ftl.lookup(&fk);
-    }
-    if (n)
-        __sync_fetch_and_add(n, 1);
+    fd_ftl.increment(fk);
 }
 
 static inline int fd_port_ok(struct fd_key *key)
