@@ -391,6 +391,7 @@ def window_result(
     if "window" not in sections:
         return _failed(spec, facts, probe, f"the window script ended early ({_how_it_ended(result)})")
     start, end, rc = _window_line(sections["window"])
+    end = _closed_at(sections.get("counters_after", "")) or end
     probe_out = sections.get("probe_out", "")
     probe_err = sections.get("probe_err", "")
     if "@@attached" not in probe_out:
@@ -471,6 +472,19 @@ def _window_line(text: str) -> tuple[float | None, float | None, int | None]:
         return float(parts[0]), float(parts[1]), int(parts[2])
     except (IndexError, ValueError):
         return None, None, None
+
+
+def _closed_at(counters_after: str) -> float | None:
+    """When the stopper read the closing counters ("closed_at EPOCH"), while the probe still watched:
+    the window's end. (The window line's end comes after the probe had stopped and printed.)"""
+    for line in counters_after.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] == "closed_at":
+            try:
+                return float(words[1])
+            except ValueError:
+                return None
+    return None
 
 
 def _tracer_error(stderr: str) -> str | None:

@@ -45,6 +45,7 @@ clock() {
 echo '@@fleetdiag counters_after' >"$d/section.counters_after"
 echo '@@fleetdiag probe_out' >"$d/section.probe_out"
 if [ @@TRACES@@ = 1 ]; then echo '@@fleetdiag tcpext_samples' >"$d/tcpext"; fi
+: >"$d/stop" # the stopper's closing read of the counters (BPF tiers), see stop_at_window_end
 
 # In a sweep everything above runs while the other hosts still connect; the controller then
 # says "go" to all at once (its window gate), so the windows start together and cheaply.
@@ -125,6 +126,11 @@ stop_at_window_end() {
         if [ "$fd_pp" = "$pid" ]; then fd_s=${fd_s#/proc/}; fd_kids="$fd_kids ${fd_s%/stat}"; fi
       done
     fi
+    # The window closes here, while the probe still watches: the counters are read now, then the
+    # programs, then the probe stops. Read after it had stopped (it takes 0.2 s here to detach and
+    # print its maps), they counted drops that nothing traced or missed.
+    clock
+    { echo "closed_at $now"; cat /proc/net/netstat; } >"$fd_stop" 2>/dev/null
     probe_stats "$pid" $fd_kids
     kill -INT ${fd_kids:-$pid} 2>/dev/null
   ) &
@@ -176,7 +182,7 @@ sample_tcpext() {
 
 # The files the report is printed from, by name until forget_files.
 fd_before=$d/before fd_after_header=$d/section.counters_after fd_out_header=$d/section.probe_out
-fd_out=$d/out fd_err=$d/err fd_tcpext=$d/tcpext
+fd_out=$d/out fd_err=$d/err fd_tcpext=$d/tcpext fd_stop=$d/stop
 
 # Once a probe has read its own files (it says @@attached), nothing of the window needs to stay
 # on disk: the files the report needs are held open (fds 4-8, read back through /proc/self/fd by
@@ -185,9 +191,11 @@ fd_out=$d/out fd_err=$d/err fd_tcpext=$d/tcpext
 # counters tier's sampler may still be opening its script when its window opens: its dir goes
 # at the end. `command`: a file that cannot be opened must not end the script.)
 forget_files() {
-  command exec 4<"$fd_before" 5<"$fd_after_header" 6<"$fd_out_header" 7<"$fd_out" 8<"$fd_err" 9<"$fd_tcpext" || return 0
+  # (fd 3 is free once the sampler has started; the stopper writes the stop file through it.)
+  command exec 3<"$fd_stop" 4<"$fd_before" 5<"$fd_after_header" 6<"$fd_out_header" 7<"$fd_out" 8<"$fd_err" \
+    9<"$fd_tcpext" || return 0
   cd / && rm -rf "$d" && d=""
-  fd_before=/proc/self/fd/4 fd_after_header=/proc/self/fd/5 fd_out_header=/proc/self/fd/6
+  fd_stop=/proc/self/fd/3 fd_before=/proc/self/fd/4 fd_after_header=/proc/self/fd/5 fd_out_header=/proc/self/fd/6
   fd_out=/proc/self/fd/7 fd_err=/proc/self/fd/8 fd_tcpext=/proc/self/fd/9
 }
 
@@ -258,7 +266,11 @@ clock
 end=$now
 echo '@@fleetdiag window'
 echo "$start $end $rc"
-# One process prints the rest, the TcpExt counters read now between the files that frame them.
-cat "$fd_before" "$fd_after_header" /proc/net/netstat "$fd_out_header" "$fd_out" "$fd_tcpext" 2>/dev/null
+# One process prints the rest, the TcpExt counters between the files that frame them: the
+# stopper's closing read ("closed_at EPOCH", then the counters), or, when no stopper closed the
+# window (counters and systemtap tiers, a window stopped early), the counters read now.
+fd_after=/proc/net/netstat
+if [ -s "$fd_stop" ]; then fd_after=$fd_stop; fi
+cat "$fd_before" "$fd_after_header" "$fd_after" "$fd_out_header" "$fd_out" "$fd_tcpext" 2>/dev/null
 echo '@@fleetdiag probe_err'
 if [ -s "$fd_err" ]; then head -c 16384 "$fd_err"; fi

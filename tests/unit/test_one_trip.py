@@ -101,8 +101,9 @@ def test_the_window_sets_up_before_the_gate_and_starts_on_go(tmp_path):
 
     script = f"export TMPDIR={tmp_path}\n" + detect_then_window_script("echo facts")
     result = LocalTransport().run(script, 20, answer=answer)
-    # Set up before "go" (the plan's file, the result's section headers, the TcpExt samples' file); nothing started yet.
-    assert seen == [[], ["a.txt", "section.counters_after", "section.probe_out", "tcpext"]]
+    # Set up before "go" (the plan's file, the result's section headers, the stopper's closing read, the TcpExt
+    # samples' file); nothing started yet.
+    assert seen == [[], ["a.txt", "section.counters_after", "section.probe_out", "stop", "tcpext"]]
     assert "@@fleetdiag window" in result.stdout and "hello\n@@attached" in result.stdout
     assert not list(tmp_path.iterdir())  # and removed after
 
