@@ -32,10 +32,11 @@ fail() {
 # here): EOF means it asked us to stop, or died. Then $pid gets INT now; results still print
 # if anyone listens, and a dead reader ends the script through the PIPE trap. (An async
 # list's stdin is /dev/null without job control, hence fd 3.)
+on_stdin_eof() { kill -INT "$pid" 2>/dev/null; } # a script may say more (run_window.sh does)
 stop_on_stdin_eof() {
   [ "$1" = stop-on-stdin-eof ] || return 0
   exec 3<&0
-  (while read -r _ <&3; do :; done; kill -INT "$pid" 2>/dev/null) &
+  (while read -r _ <&3; do :; done; on_stdin_eof) &
   watcher=$!
   exec 3<&-
 }

@@ -59,8 +59,18 @@ start_probe() {
   fd_launch_cs=$now_cs # `timeout`'s clock starts here: the stopper must read before it runs out
   FLEETDIAG_WINDOW_START_CS=${start_cs:-} @@ENV@@ timeout -s INT -k 2 @@LIFETIME@@ @@COMMAND@@ >"$d/out" 2>"$d/err" </dev/null &
   pid=$!
-  # Stdin's EOF (a stop, or a dead controller) ends the window now.
+  # Stdin's EOF (a stop, or a dead controller) ends the window now: the watcher closes it as the
+  # stopper would, through its own handle on the stop file (fd 4, the watcher's only; the temp
+  # dir may be gone by then), and then stops the probe. fd_stopped_by is the watcher's own copy.
+  exec 4>>"$d/stop"
   stop_on_stdin_eof "${1:-}"
+  exec 4>&-
+}
+on_stdin_eof() {
+  fd_stopped_by=stop
+  # (Not when the stopper closed it first: its read is the window's end.)
+  if [ ! -s /proc/self/fd/4 ]; then close_window /proc/self/fd/4; fi
+  kill -INT "$pid" 2>/dev/null
 }
 
 # BPF tracers (@@STATS@@ = 1): the kernel keeps each program's run count and recursion misses
@@ -104,6 +114,16 @@ nap_until() {
     kill -0 "$pid" 2>/dev/null || return 1
   done
 }
+# The window closes while the probe still watches: the counters are read first ("closed_at EPOCH",
+# then TcpExt, into the stop file $1), then a BPF probe's programs (pids $2...), and only then may
+# the probe stop. Read after it had stopped (bpftrace takes 0.2 s here to detach and print its
+# maps), they counted drops that nothing traced or missed.
+close_window() {
+  clock
+  { echo "closed_at $now"; cat /proc/net/netstat; } >"$1" 2>/dev/null
+  shift
+  if [ @@STATS@@ = 1 ]; then probe_stats "$pid" "$@"; fi
+}
 stopper=""
 stop_at_window_end() {
   [ @@STATS@@ = 1 ] || return 0
@@ -126,12 +146,7 @@ stop_at_window_end() {
         if [ "$fd_pp" = "$pid" ]; then fd_s=${fd_s#/proc/}; fd_kids="$fd_kids ${fd_s%/stat}"; fi
       done
     fi
-    # The window closes here, while the probe still watches: the counters are read now, then the
-    # programs, then the probe stops. Read after it had stopped (it takes 0.2 s here to detach and
-    # print its maps), they counted drops that nothing traced or missed.
-    clock
-    { echo "closed_at $now"; cat /proc/net/netstat; } >"$fd_stop" 2>/dev/null
-    probe_stats "$pid" $fd_kids
+    close_window "$fd_stop" $fd_kids
     kill -INT ${fd_kids:-$pid} 2>/dev/null
   ) &
   stopper=$!

@@ -75,6 +75,18 @@ def test_every_tier_fills_the_port_and_the_host(facts_6_18, probe):
         assert "(retval & 0xff) != 0" in script  # a bool return: only the low byte counts
 
 
+@pytest.mark.parametrize("follow", [False, True])
+@pytest.mark.parametrize("probe", ALL_TIERS)
+def test_the_window_opens_from_the_last_probe_attached(facts_6_18, probe, follow):
+    """bpftrace attaches probes in the script's order after BEGIN: @@attached must come from the last one."""
+    script = bpftrace.plan(tiers(facts_6_18)[probe], Window(5, follow=follow)).files["probe.bt"]
+    begin = script[script.index("BEGIN"):script.index("}", script.index("BEGIN"))]
+    assert "@@attached" not in begin and "@t0 = nsecs" in begin
+    assert script.count("@@attached") == 1
+    last_probe = script.rstrip().rsplit("\ninterval:", 1)[1]
+    assert last_probe.startswith("ms:20") and "@@attached" in last_probe and "@t0 = nsecs" in last_probe
+
+
 def test_without_btf_the_headers_are_included(facts_6_18):
     facts = dataclasses.replace(facts_6_18, btf=False, kernel_headers="build")
     script = bpftrace.plan(facts, Window(5)).files["probe.bt"]

@@ -229,3 +229,53 @@ def test_a_stats_reading_probe_slow_to_attach_is_read_before_the_hosts_limit_end
     plan = ProbePlan(tracer="bpftrace", probe="x", command=probe, reads_stats=True, attach_allowance_s=10)
     done = subprocess.run(["sh", "-c", build_window_script(plan, 2)], capture_output=True, text=True, timeout=30)
     assert "stopped_by window" in split_sections(done.stdout)["probe_stats"], done.stdout
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_a_stats_reading_window_closes_before_the_probe_stops(facts_6_18, shell):
+    """The window's closing counters are read while the probe still watches, before its INT: bpftrace
+    then takes a while to detach and print its maps, and drops in that time were counted, never traced."""
+    from fleetdiag.sections import split_sections
+    from fleetdiag.tracers.base import ProbePlan
+
+    # After its INT, this probe takes 1 s to go, as a tracer printing its maps does.
+    probe = "sh -c 'echo @@attached; sleep 20 & w=$!; trap \"kill $w; sleep 1; exit 0\" INT; wait'"
+    plan = ProbePlan(tracer="bpftrace", probe="x", command=probe, reads_stats=True, attach_allowance_s=10)
+    done = subprocess.run([shell, "-c", build_window_script(plan, 1)], capture_output=True, text=True, timeout=30)
+    sections = split_sections(done.stdout)
+    closed = [line.split() for line in sections["counters_after"].splitlines() if line.startswith("closed_at ")]
+    assert len(closed) == 1 and "TcpExt:" in sections["counters_after"], done.stdout
+    _, after_exit, rc = sections["window"].split()
+    assert rc == "0", done.stdout
+    result = window_result(SPEC, facts_6_18, bpftrace, "bpftrace:kfree_skb", CommandResult(done.stdout, "", 0), plan=plan)
+    assert result.status is Status.OK, result.error
+    assert result.window_end == float(closed[0][1])
+    assert float(after_exit) - result.window_end >= 0.9, done.stdout  # the probe's 1 s after its INT is not in it
+    assert result.counters.get("TCPBacklogDrop") is not None  # the closing read is the window's counters
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_a_window_stopped_early_closes_before_the_probe_stops(facts_6_18, shell):
+    """Stdin's EOF (the controller's SIGINT, a fetch ending an armed window early) closes the window as
+    its end does: the counters and the programs are read while the probe still watches, then it stops."""
+    from fleetdiag.sections import split_sections
+    from fleetdiag.tracers.base import ProbePlan
+    from fleetdiag.transport.base import SESSION_ARGS
+
+    probe = "sh -c 'echo @@attached; sleep 60 & w=$!; trap \"kill $w; sleep 1; exit 0\" INT; wait'"
+    plan = ProbePlan(tracer="bpftrace", probe="x", command=probe, reads_stats=True, attach_allowance_s=10)
+    proc = subprocess.Popen([shell, "-c", build_window_script(plan, 30), *SESSION_ARGS], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(1.5)  # attached, well inside its 30 s window
+    proc.stdin.close()
+    stdout = proc.stdout.read()
+    proc.wait(timeout=20)
+    sections = split_sections(stdout)
+    assert "stopped_by stop" in sections["probe_stats"], stdout
+    closed = [line.split() for line in sections["counters_after"].splitlines() if line.startswith("closed_at ")]
+    assert len(closed) == 1 and "TcpExt:" in sections["counters_after"], stdout
+    _, after_exit, _ = sections["window"].split()
+    result = window_result(SPEC, facts_6_18, bpftrace, "bpftrace:kfree_skb", CommandResult(stdout, "", 0), plan=plan)
+    assert result.status is Status.OK, result.error
+    assert result.window_end == float(closed[0][1]) and result.window_end - result.window_start < 20
+    assert float(after_exit) - result.window_end >= 0.9, stdout
