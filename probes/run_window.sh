@@ -68,6 +68,9 @@ start_probe() {
 }
 on_stdin_eof() {
   fd_stopped_by=stop
+  # A controller that died took stdout with it: the stats then fail to print, and must not end
+  # this subshell (SIGPIPE) before the probe gets its INT.
+  trap '' PIPE
   # (Not when the stopper closed it first: its read is the window's end.)
   if [ ! -s /proc/self/fd/4 ]; then close_window /proc/self/fd/4; fi
   kill -INT "$pid" 2>/dev/null

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetdiag.window_script import ATTACH_ALLOWANCE_S
+from fleetdiag.tracers.bpftrace import ATTACH_ALLOWANCE_S as BPFTRACE_ATTACH_ALLOWANCE_S
 from tests.e2e.test_collect import assert_traced_or_flagged, wait_for_windows
 from tests.e2e.test_faults import wait_until_clean
 from tests.lab.backlog import generate_backlog_drops
@@ -129,9 +129,10 @@ def test_armed_bpftrace_windows_trace_the_drops_the_kernel_counted(fleet: LabFle
     flagged = any(v["code"] == "untraced_drops" for v in got["verdicts"])
     assert_traced_or_flagged(backlog["traced"], generated, backlog["missed"] if flagged else None)
     assert {f["host"] for f in doc["flows"] if f["reason"] == "SOCKET_BACKLOG"} == {"h01"}
-    # Each window opens once its probe watches: after the instant by at most the attach allowance.
+    # Each window opens once its probe watches (every probe of its script attached): after the instant by at most
+    # bpftrace's attach allowance (17.5 s was seen at load 115).
     for host in hosts.values():
-        assert doc["window_instant"] - 0.2 <= host["window_start"] <= doc["window_instant"] + ATTACH_ALLOWANCE_S + 5
+        assert doc["window_instant"] - 0.2 <= host["window_start"] <= doc["window_instant"] + BPFTRACE_ATTACH_ALLOWANCE_S
     wait_until_clean(fleet, list(fleet.hosts), deadline_s=10)
 
 
