@@ -45,7 +45,7 @@ clock() {
 echo '@@fleetdiag counters_after' >"$d/section.counters_after"
 echo '@@fleetdiag probe_out' >"$d/section.probe_out"
 if [ @@TRACES@@ = 1 ]; then echo '@@fleetdiag tcpext_samples' >"$d/tcpext"; fi
-: >"$d/stop" # the stopper's closing read of the counters (BPF tiers), see stop_at_window_end
+: >"$d/stop" # the window's closing read, by the stopper or the watcher (see close_window)
 
 # In a sweep everything above runs while the other hosts still connect; the controller then
 # says "go" to all at once (its window gate), so the windows start together and cheaply.
@@ -203,7 +203,7 @@ fd_before=$d/before fd_after_header=$d/section.counters_after fd_out_header=$d/s
 fd_out=$d/out fd_err=$d/err fd_tcpext=$d/tcpext fd_stop=$d/stop
 
 # Once a probe has read its own files (it says @@attached), nothing of the window needs to stay
-# on disk: the files the report needs are held open (fds 4-8, read back through /proc/self/fd by
+# on disk: the files the report needs are held open (fds 3-9, read back through /proc/self/fd by
 # each process that inherits them: cat, head, sed) and the temp dir goes now. A session killed
 # outright while a probe watches (SIGKILL, the OOM killer) then leaves nothing behind. (The
 # counters tier's sampler may still be opening its script when its window opens: its dir goes
@@ -285,8 +285,8 @@ end=$now
 echo '@@fleetdiag window'
 echo "$start $end $rc"
 # One process prints the rest, the TcpExt counters between the files that frame them: the
-# stopper's closing read ("closed_at EPOCH", then the counters), or, when no stopper closed the
-# window (counters and systemtap tiers, a window stopped early), the counters read now.
+# closing read of the stopper or the watcher ("closed_at EPOCH", then the counters), or, when
+# neither closed the window (the counters and systemtap tiers' own timers), the counters read now.
 fd_after=/proc/net/netstat
 if [ -s "$fd_stop" ]; then fd_after=$fd_stop; fi
 cat "$fd_before" "$fd_after_header" "$fd_after" "$fd_out_header" "$fd_out" "$fd_tcpext" 2>/dev/null
