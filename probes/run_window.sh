@@ -125,11 +125,11 @@ close_window() {
   clock
   { echo "closed_at $now"; cat /proc/net/netstat; } >"$1" 2>/dev/null
   shift
-  if [ @@STATS@@ = 1 ]; then probe_stats "$pid" "$@"; fi
+  if [ @@STATS@@ = 1 ]; then probe_stats "$pid" "$@"; else printf '@@fleetdiag probe_stats\nstopped_by %s\n' "$fd_stopped_by"; fi
 }
 stopper=""
 stop_at_window_end() {
-  [ @@STATS@@ = 1 ] || return 0
+  [ @@TRACES@@ = 1 ] || return 0
   (
     # A TERM from the script ends its nap at once.
     fd_sleep=""
@@ -137,7 +137,8 @@ stop_at_window_end() {
     fd_end_cs=$((start_cs + @@STOP_AFTER@@ * 100))
     # A probe slow to attach (bpftrace 0.17 takes 16 s to its BEGIN in an emulated guest) reaches
     # the host's limit (`timeout`, @@LIFETIME@@ s from its launch) before the window's end: its INT
-    # would unload the programs unread, so they are read a second before it instead.
+    # would stop the probe before the window closed (and unload BPF programs unread), so the window
+    # closes a second before it instead.
     fd_limit_cs=$((fd_launch_cs + (@@LIFETIME@@ - 1) * 100))
     if [ "$fd_limit_cs" -lt "$fd_end_cs" ]; then fd_end_cs=$fd_limit_cs fd_stopped_by=limit; fi
     nap_until "$fd_end_cs" || exit 0

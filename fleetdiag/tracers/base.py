@@ -27,9 +27,10 @@ _PLACEHOLDER = re.compile(r"@@[A-Z_]+@@")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 # Seconds a probe may take to attach after it starts (bpftrace parses and loads in ~1-3 s).
 DEFAULT_ATTACH_S = 10
-# A BPF probe's own timer runs this much past the window: the host stops it first, at the
-# window's end, right after reading its programs' stats (run_window.sh, stop_at_window_end).
-STATS_GRACE_S = 2
+# A tracer's own timer runs this much past the window: the host closes the window first, at its
+# end, while the probe still watches (the counters, then a BPF probe's programs), and only then
+# stops it (run_window.sh, close_window and stop_at_window_end).
+STOP_GRACE_S = 2
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class ProbePlan:
     attach_allowance_s: int = DEFAULT_ATTACH_S
     fidelity: Fidelity = Fidelity.TRACED
     # A BPF tracer: the host reads its programs' run counts and recursion misses at the window's
-    # end, while they are still loaded, then stops it (its own timer is STATS_GRACE_S later).
+    # end, while they are still loaded, then stops it (its own timer is STOP_GRACE_S later).
     reads_stats: bool = False
 
     @property

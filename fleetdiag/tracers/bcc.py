@@ -21,7 +21,7 @@ from dataclasses import replace
 from fleetdiag.model import HostFacts, ProbeReport, Verdict, Window, frozen_map
 from fleetdiag.timeline import interval_for
 from fleetdiag.tracers.base import (
-    STATS_GRACE_S,
+    STOP_GRACE_S,
     ProbePlan,
     at_least,
     bpf_access_problem,
@@ -145,7 +145,7 @@ def plan(facts: HostFacts, window: Window) -> ProbePlan:
         files=frozen_map({"probe.c": text, "probe.py": probe_text(RUNNER)}),
         # bcc_python is one of facts.tools.BCC_PYTHONS: a fixed list, never free host text.
         # The host stops it at the window's end after reading its programs' stats; its own timer is a backstop.
-        command=f"{facts.bcc_python} probe.py {int(window.duration_s) + STATS_GRACE_S}",
+        command=f"{facts.bcc_python} probe.py {int(window.duration_s) + STOP_GRACE_S}",
         attach_allowance_s=ATTACH_ALLOWANCE_S,
         reads_stats=True,
     )

@@ -28,7 +28,7 @@ from fleetdiag.model import (
 )
 from fleetdiag.timeline import interval_for
 from fleetdiag.tracers.base import (
-    STATS_GRACE_S,
+    STOP_GRACE_S,
     ProbePlan,
     at_least,
     bpf_access_problem,
@@ -207,7 +207,7 @@ def script(facts: HostFacts, window: Window) -> tuple[str, str]:
         {
             "NETNS": int(facts.netns or 0),
             "SOCKET_BACKLOG": int(facts.reason_number("SOCKET_BACKLOG") or BACKLOG_SENTINEL),
-            "DURATION": int(window.duration_s) + STATS_GRACE_S,  # the host stops it first (plan.reads_stats)
+            "DURATION": int(window.duration_s) + STOP_GRACE_S,  # the host closes the window and stops it first
             "PORT": int(window.port or 0),
             "BACKLOG_FROM_SOCKET": 1 if hook else 0,
             "INTERVAL_NS": interval_for(window.duration_s) * 1_000_000_000,

@@ -25,6 +25,7 @@ from fleetdiag.model import HostFacts, ProbeReport, StapModule, Verdict, Window,
 from fleetdiag.sections import split_sections
 from fleetdiag.timeline import interval_for
 from fleetdiag.tracers.base import (
+    STOP_GRACE_S,
     ProbePlan,
     at_least,
     fill_template,
@@ -178,7 +179,8 @@ def build_files(facts: HostFacts) -> dict[str, str]:
 def module_parameters(facts: HostFacts, window: Window) -> str:
     """What differs per host and window, as staprun's module parameters (integers only)."""
     values = {"fd_want_netns": int(facts.netns or 0), "fd_want_port": int(window.port or 0),
-              "fd_duration": int(window.duration_s), "fd_interval_s": interval_for(window.duration_s)}  # fmt: skip
+              # The module's own timer is a backstop: the host closes the window and stops it first.
+              "fd_duration": int(window.duration_s) + STOP_GRACE_S, "fd_interval_s": interval_for(window.duration_s)}  # fmt: skip
     return " ".join(f"{key}={value}" for key, value in values.items())
 
 

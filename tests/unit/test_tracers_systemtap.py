@@ -52,7 +52,7 @@ def test_rhel7_gets_statement_probes_on_the_lines_from_its_own_source():
     assert f"-DMAXMAPENTRIES={systemtap.MAP_KEYS_MAX + 64}" in plan.files["build.sh"]
     assert "-p4 -m fleetdiag_backlog" in plan.files["build.sh"]
     assert plan.prepare == "sh build.sh"
-    assert plan.command == "staprun -R fleetdiag_backlog.ko fd_want_netns=4026531956 fd_want_port=8888 fd_duration=30 fd_interval_s=1"
+    assert plan.command == "staprun -R fleetdiag_backlog.ko fd_want_netns=4026531956 fd_want_port=8888 fd_duration=32 fd_interval_s=1"
 
 
 def test_the_line_in_tcp_add_backlog_is_preferred_to_its_return():
@@ -85,7 +85,7 @@ def test_a_shipped_module_is_unpacked_and_loaded_without_compiling(tmp_path):
     plan = systemtap.plan(newer_kernel(), Window(20, port=80), module)
     assert plan.probe == "stap:tcp_add_backlog_statement"  # the module's tier, not this host's guess
     assert set(plan.files) == {"module.b64", "unpack.sh"}
-    assert plan.command == "staprun -R fleetdiag_backlog.ko fd_want_netns=4026531956 fd_want_port=80 fd_duration=20 fd_interval_s=1"
+    assert plan.command == "staprun -R fleetdiag_backlog.ko fd_want_netns=4026531956 fd_want_port=80 fd_duration=22 fd_interval_s=1"
     for name, text in plan.files.items():
         (tmp_path / name).write_text(text + "\n")
     done = subprocess.run(["sh", "-c", plan.prepare], cwd=tmp_path, capture_output=True, text=True)
