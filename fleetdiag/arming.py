@@ -29,10 +29,24 @@ from fleetdiag.window_script import build_window_script, remote_deadline_s
 PING_REPLY = b"\n"
 # Beyond the probe's own deadline, how long the keeper holds the window's stdin open.
 HOLD_MARGIN_S = 30
+# The start an arm reply gives when the instant is not known yet (an Ansible play arms each host
+# before its instant is set): the window waits on its ``go`` fifo, which ``go_script`` writes.
+START_LATER = "go"
+# How long a window armed with START_LATER waits for its instant before it gives up.
+GO_WAIT_S = 900
+# A go that found no fifo disarms (the fetch script's stop): how long it waits for a window to end.
+STOP_WAIT_ON_FAILED_GO_S = 15
 # How the window script waits for the fleet's instant (in place of a held session's "go").
-_WAIT_FOR_INSTANT = """# Armed: wait for the fleet's instant on this host's own clock (the controller measured its offset).
+_WAIT_FOR_INSTANT = f"""# Armed: wait for the fleet's instant on this host's own clock (the controller measured its offset).
+if [ "${{FLEETDIAG_START:-}}" = {START_LATER} ]; then
+  # Armed before the instant was set: it comes on the go fifo, a blocking read (nothing polls).
+  FLEETDIAG_START=$(timeout {GO_WAIT_S} sh -c 'IFS= read -r s <"$1" && echo "$s"' _ "$FLEETDIAG_ARM_DIR/go" 2>/dev/null)
+  case $FLEETDIAG_START in
+    '' | *[!0-9.]*) fail "its armed window got no start instant in {GO_WAIT_S} s (the play did not reach it)" ;;
+  esac
+fi
 clock
-fd_wait=$(awk -v s="${FLEETDIAG_START:-0}" -v n="$now" 'BEGIN { d = s - n; if (d > 0) printf "%.3f", d; else printf "late %.2f", -d }')
+fd_wait=$(awk -v s="${{FLEETDIAG_START:-0}}" -v n="$now" 'BEGIN {{ d = s - n; if (d > 0) printf "%.3f", d; else printf "late %.2f", -d }}')
 case $fd_wait in
   late*) echo "$fd_wait" >"$FLEETDIAG_ARM_DIR/started" ;;
   *) sleep "$fd_wait"; : >"$FLEETDIAG_ARM_DIR/started" ;;
@@ -83,7 +97,11 @@ echo '{ASK_MARKER}'
 IFS= read -r fd_length || exit 0
 case $fd_length in ''|0|*[!0-9]*) exit 0 ;; esac
 read -r fd_start fd_pickup fd_hold || exit 0
-for fd_n in "$fd_start" "$fd_pickup" "$fd_hold"; do
+case $fd_start in
+  {START_LATER}) mkfifo "$fd_a/go" || {{ echo '@@fleetdiag error'; echo "cannot make the start fifo in $fd_a"; exit 3; }} ;;
+  ''|*[!0-9.]*) exit 0 ;;
+esac
+for fd_n in "$fd_pickup" "$fd_hold"; do
   case $fd_n in ''|*[!0-9.]*) exit 0 ;; esac
 done
 if command -v setsid >/dev/null 2>&1; then fd_detach=setsid; else fd_detach=; fi
@@ -94,9 +112,10 @@ echo "@@fleetdiag armed $fd_a"
 """
 
 
-def start_reply(start_host: float, pickup_s: float, hold_s: float) -> bytes:
-    """The second answer: the start instant on the host's clock, the pickup deadline, the stdin hold."""
-    return reply(f"{start_host:.3f} {int(pickup_s)} {int(hold_s)}\n".encode())
+def start_reply(start_host: float | str, pickup_s: float, hold_s: float) -> bytes:
+    """The second answer: the start instant on the host's clock (or START_LATER), the pickup deadline, the stdin hold."""
+    start = start_host if isinstance(start_host, str) else f"{start_host:.3f}"
+    return reply(f"{start} {int(pickup_s)} {int(hold_s)}\n".encode())
 
 
 def hold_seconds(wait_s: float, duration_s: int, plan: ProbePlan) -> int:
@@ -197,6 +216,37 @@ keeper_gone
 """
 
 
+def go_script(directory: str, boot_id: str, start_host: float, end_host: float | None, wait_s: float) -> str:
+    """The script that gives a window armed with START_LATER its instant (START_HOST, the host's clock).
+
+    One short write on the window's go fifo; it prints the ``@@fleetdiag go`` section (the host's
+    time once written). With END_HOST (the window's end, host clock) it then sleeps until then on the
+    host and fetches the result in the same session, as ``fetch_script`` does (so no second
+    session after the window). When the fifo takes nothing (the keeper or its directory is
+    gone), it disarms and prints what ``fetch_script`` with ``stop`` prints.
+    """
+    fetch = fetch_script(directory, boot_id, wait_s, stop=False) if end_host is not None else ""
+    wait = ""
+    if end_host is not None:  # the host's own clock: the go session's trip does not delay the fetch
+        wait = (f"""fd_sleep=$(awk -v e={end_host:.3f} -v n="$(fd_now)" 'BEGIN {{ d = e - n; printf "%.3f", d > 0 ? d : 0 }}')\n"""
+                'sleep "$fd_sleep"\n')  # fmt: skip
+    return f"""# fleetdiag: start one armed window at its instant{", then fetch its result" if fetch else ""}.
+fd_now() {{
+  case ${{EPOCHREALTIME:-}} in
+    [0-9]*[.,]*) echo "${{EPOCHREALTIME%[.,]*}}.${{EPOCHREALTIME#*[.,]}}" ;;
+    *) date +%s.%N ;;
+  esac
+}}
+if timeout 10 sh -c '[ -p "$1/go" ] && printf "%s\\n" "$2" >"$1/go"' _ {shlex.quote(directory)} {start_host:.3f} 2>/dev/null; then
+echo '@@fleetdiag go'
+fd_now
+{wait}{fetch}
+else
+{fetch_script(directory, boot_id, STOP_WAIT_ON_FAILED_GO_S, stop=True)}
+fi
+"""
+
+
 @dataclass(frozen=True)
 class Fetched:
     """What a fetch found: the window's output (as a held session returns it), or why there is none."""
@@ -218,6 +268,15 @@ def parse_fetch(output: CommandResult) -> Fetched:
     late = float(started[1]) if len(started) == 2 and started[0] == "late" and _NUMBER.match(started[1]) else None
     exit_code = int(code) if code.lstrip("-").isdigit() else -1
     return Fetched(CommandResult(output.stdout, sections.get("window_stderr", ""), exit_code), None, late)
+
+
+def parse_go(stdout: str) -> float | None:
+    """When (the host's clock) a ``go_script`` wrote the window's instant, or None when it did not."""
+    went = split_sections(stdout).get("go")
+    if went is None:
+        return None
+    words = went.split()
+    return float(words[0]) if words and _NUMBER.match(words[0]) else 0.0
 
 
 def lost_sentence(word: str, directory: str) -> str:

@@ -56,8 +56,14 @@ class ActionModule(FleetdiagAction):
             ansible_instant.leave(play)
         if isinstance(armed, HostResult):  # failed before its window: still in its groups in the report
             return ansible_task.window_task_result(with_groups(armed, spec), options.port)
+        # One short session gives the host its instant (and, when the hosts fit in one forks batch,
+        # waits out the window on the host and fetches it: no second pass over them).
+        host, margin = ansible_armed.start(armed, self.transport(), options.tracer, and_fetch)
+        if margin is not None and options.start_at is None:
+            ansible_instant.note_go(play, margin)
         armed_result = ansible_armed.arm_task_result(armed, options, chosen[-1] if chosen else None)
-        if and_fetch:  # the play's hosts fit in one forks batch: no second pass over them to fetch
-            host = ansible_armed.fetch(armed, options.duration, self.transport(), options.tracer)
+        if and_fetch and host is not None:
             return ansible_armed.fetch_task_result(host, armed_result["armed"])
+        if host is not None:  # could not start it: the fetch task passes this failure on
+            return ansible_task.window_task_result(host, options.port)
         return armed_result
