@@ -170,9 +170,9 @@ def start(armed: ArmedHost, transport: AnsibleTransport, wanted: str,
     """
     spec = armed.spec
     start_host = armed.start_s + armed.clock_offset_s
-    end_host = start_host + armed.duration_s + _SETTLE_S if and_fetch else None
-    wait_s = max(0, armed.deadline_s - armed.duration_s) + 5  # after the window's end, for its result
-    script = go_script(armed.directory, armed.boot_id, start_host, end_host, wait_s)
+    # Until the window's own deadline (controller time: a bound, not a measurement).
+    wait_s = max(0.0, armed.start_s - time.time()) + armed.deadline_s + 5 if and_fetch else None
+    script = go_script(armed.directory, armed.boot_id, start_host, wait_s)
     try:
         output = transport.run(script, timeout=armed.start_s + armed.deadline_s + 30 - time.time())
         _raise_for_sudo(output)

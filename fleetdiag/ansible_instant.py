@@ -29,7 +29,7 @@ from fleetdiag.armed_sweep import MIN_LEAD_S, WAVE_FACTOR
 # Once the first batch is ready (armed, its windows waiting for the instant), all of its hosts
 # get the instant at once (one short session each, ``ansible_armed.start``; a burst on the
 # controller's CPUs): this much per waiting host, beyond MIN_LEAD_S.
-HERD_S_PER_HOST = 0.01
+HERD_S_PER_HOST = 0.02
 # No arrival, ready or departure for this long: the hosts still missing never got to the task
 # (Ansible failed them before it, or their detection hangs); set the instant without them.
 QUIET_S = 30.0

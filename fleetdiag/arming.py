@@ -98,7 +98,8 @@ IFS= read -r fd_length || exit 0
 case $fd_length in ''|0|*[!0-9]*) exit 0 ;; esac
 read -r fd_start fd_pickup fd_hold || exit 0
 case $fd_start in
-  {START_LATER}) mkfifo "$fd_a/go" || {{ echo '@@fleetdiag error'; echo "cannot make the start fifo in $fd_a"; exit 3; }} ;;
+  {START_LATER}) mkfifo "$fd_a/go" "$fd_a/done" ||
+    {{ echo '@@fleetdiag error'; echo "cannot make the start fifos in $fd_a"; exit 3; }} ;;
   ''|*[!0-9.]*) exit 0 ;;
 esac
 for fd_n in "$fd_pickup" "$fd_hold"; do
@@ -216,31 +217,31 @@ keeper_gone
 """
 
 
-def go_script(directory: str, boot_id: str, start_host: float, end_host: float | None, wait_s: float) -> str:
+def go_script(directory: str, boot_id: str, start_host: float, wait_s: float | None) -> str:
     """The script that gives a window armed with START_LATER its instant (START_HOST, the host's clock).
 
     One short write on the window's go fifo; it prints the ``@@fleetdiag go`` section (the host's
-    time once written). With END_HOST (the window's end, host clock) it then sleeps until then on the
-    host and fetches the result in the same session, as ``fetch_script`` does (so no second
-    session after the window). When the fifo takes nothing (the keeper or its directory is
-    gone), it disarms and prints what ``fetch_script`` with ``stop`` prints.
+    time once written). With WAIT_S (how long at most until the result is there), it then waits
+    in the same session for the window's end and fetches the result as ``fetch_script`` does, so
+    no second session follows the window: it blocks on the done fifo, which the keeper writes once
+    the result is in place (no polling: 200 hosts' polls at the window's end would delay its end).
+    When the go fifo takes nothing (the keeper or its directory is gone), it disarms and prints
+    what ``fetch_script`` with ``stop`` prints.
     """
-    fetch = fetch_script(directory, boot_id, wait_s, stop=False) if end_host is not None else ""
-    wait = ""
-    if end_host is not None:  # the host's own clock: the go session's trip does not delay the fetch
-        wait = (f"""fd_sleep=$(awk -v e={end_host:.3f} -v n="$(fd_now)" 'BEGIN {{ d = e - n; printf "%.3f", d > 0 ? d : 0 }}')\n"""
-                'sleep "$fd_sleep"\n')  # fmt: skip
+    fetch = ""
+    if wait_s is not None:
+        fetch = f"""# The done fifo is held open before the check, so the keeper's line cannot come unseen.
+(exec 3<>"$a/done" && {{ [ -e "$a/result" ] || timeout {max(1, int(wait_s))} sh -c 'read -r _ <&3'; }}) 2>/dev/null
+{fetch_script(directory, boot_id, 5, stop=False)}"""
     return f"""# fleetdiag: start one armed window at its instant{", then fetch its result" if fetch else ""}.
-fd_now() {{
-  case ${{EPOCHREALTIME:-}} in
-    [0-9]*[.,]*) echo "${{EPOCHREALTIME%[.,]*}}.${{EPOCHREALTIME#*[.,]}}" ;;
-    *) date +%s.%N ;;
-  esac
-}}
-if timeout 10 sh -c '[ -p "$1/go" ] && printf "%s\\n" "$2" >"$1/go"' _ {shlex.quote(directory)} {start_host:.3f} 2>/dev/null; then
+a={shlex.quote(directory)}
+if timeout 10 sh -c '[ -p "$1/go" ] && printf "%s\\n" "$2" >"$1/go"' _ "$a" {start_host:.3f} 2>/dev/null; then
 echo '@@fleetdiag go'
-fd_now
-{wait}{fetch}
+case ${{EPOCHREALTIME:-}} in
+  [0-9]*[.,]*) echo "${{EPOCHREALTIME%[.,]*}}.${{EPOCHREALTIME#*[.,]}}" ;;
+  *) date +%s.%N ;;
+esac
+{fetch}
 else
 {fetch_script(directory, boot_id, STOP_WAIT_ON_FAILED_GO_S, stop=True)}
 fi
