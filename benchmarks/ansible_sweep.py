@@ -79,20 +79,18 @@ def run_sweep(fleet: LabFleet, hosts: list[LabHost], duration: int, forks: int, 
 def play_phases(began: float) -> dict:
     """The play's timeline from its instant file (fleetdiag/ansible_instant.py), seconds after launch.
 
-    ``last_ready``: the first batch all armed (the instant is set then); ``instant``: the window's start;
-    ``margin``: how long before the instant the last host got it (its go), smallest of all hosts."""
+    ``last_ready``: the first batch all ready to be armed (the instant is set then); ``instant``: the window's start."""
     plays = [p for p in ansible_instant.states_dir().glob("*.instant") if p.stat().st_mtime >= began]
     if not plays:
         return {}
     state = json.loads(max(plays, key=lambda p: p.stat().st_mtime).read_text())
-    decided, margins = state.get("decided") or {}, state.get("go_margins") or []
+    decided = state.get("decided") or {}
     arrivals = state.get("arrivals") or []
     return {
         "first_arrival": min(arrivals) - began if arrivals else None,
         "last_arrival": max(arrivals) - began if arrivals else None,
         "last_ready": decided["at"] - began if "at" in decided else None,
         "instant": state["start_at"] - began if "start_at" in state else None,
-        "margin": min(margins) if margins else None,
     }
 
 
@@ -189,7 +187,7 @@ def main() -> int:
         if sweep.get("phases"):
             phases = sweep["phases"]
             print("  sweep's play: " + ", ".join(f"{k.replace('_', ' ')} {_s(v)}" for k, v in phases.items())
-                  + f" (after launch; margin: the instant's smallest lead at a host); wall {sweep['wall']:.2f} s")
+                  + f" (after launch); wall {sweep['wall']:.2f} s")
         problems += [f"round {number}: {p}" for p in verdict(sweep, args.hosts)]
     if len(rounds) > 1:
         print(f"medians of {len(rounds)} rounds")

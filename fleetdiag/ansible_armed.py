@@ -5,8 +5,7 @@ batches; an armed one can: every host is armed for the play's one instant (a sho
 windows run on the hosts by themselves, and a later task fetches each result. The scripts,
 clock reading, keeper and result are fleetdiag's armed windows (``fleetdiag.arming``,
 ``fleetdiag.armed_fetch``); what differs is that Ansible's exec cannot answer a script mid-run,
-so both replies go on the arm script's stdin and the instant, not known yet when a host is
-armed, follows in a short session of its own (``start``: a write on the window's go fifo).
+so the clock is read in a round trip of its own and both replies go on the arm script's stdin.
 """
 
 from __future__ import annotations
@@ -28,16 +27,12 @@ from fleetdiag.armed_sweep import (
 )
 from fleetdiag.armed_sweep import armed_document as armed_fields
 from fleetdiag.arming import (
-    GO_WAIT_S,
     PING_REPLY,
-    START_LATER,
     arm_script,
-    go_script,
     hold_seconds,
     parse_armed_dir,
     parse_clock,
     parse_fetch,
-    parse_go,
     start_reply,
 )
 from fleetdiag.collector import (
@@ -52,7 +47,7 @@ from fleetdiag.collector import (
     plan_first_usable,
     tracer_candidates,
 )
-from fleetdiag.errors import HostError, UnreachableError
+from fleetdiag.errors import HostError, RemoteCommandError, UnreachableError
 from fleetdiag.model import HostResult, HostSpec, Status, Window, frozen_map
 from fleetdiag.module_builds import ModuleUnavailable
 from fleetdiag.sections import split_sections
@@ -61,6 +56,13 @@ from fleetdiag.transport.ansible_connection import AnsibleTransport
 from fleetdiag.transport.base import reply
 from fleetdiag.window_script import remote_deadline_s
 
+# The host's clock and boot id, read in a round trip of its own (the arm script's own reading
+# comes after its replies are written, too late for them).
+CLOCK_SCRIPT = """case ${EPOCHREALTIME:-} in
+  [0-9]*[.,]*) now="${EPOCHREALTIME%[.,]*}.${EPOCHREALTIME#*[.,]}" ;;
+  *) now=$(date +%s.%N) ;;
+esac
+echo "@@fleetdiag clock $now $(cat /proc/sys/kernel/random/boot_id 2>/dev/null)\""""
 _SPEC_FIELDS = ("name", "address", "port", "user", "become", "connection", "groups")
 
 
@@ -99,14 +101,14 @@ def arm(
     wanted: str,
     instant: Callable[[float], float],
     pickup_s: float = DEFAULT_PICKUP_S,
+    and_fetch: bool = False,
 ) -> ArmedHost | HostResult:
-    """Detect and arm one host before the play's instant is set; never raises for the host.
+    """Detect, read the clock and arm one host for the play's instant; never raises for the host.
 
-    The window waits on the host for its instant (``START_LATER``); ``instant`` gets the seconds
-    this host's trips took and returns the play's instant once it is set (when the first forks
-    batch is armed, see ``ansible_instant.wave_instant``); ``start`` then gives it to the host.
-    So what every host does at once after the instant is set is one short write. The arm
-    trip's own clock reading (through Ansible's connection, already open) gives the offset.
+    ``instant`` gets the seconds this host's trips took so far and returns the play's instant
+    (set once the first forks batch is ready, see ``ansible_instant.wave_instant``). AND_FETCH:
+    the arm session stays until the window is over and brings its result: the host's HostResult
+    (a second session per host after the window costs Ansible a burst of 200 at once).
     """
     began = time.monotonic()
     facts = None
@@ -125,19 +127,24 @@ def arm(
         except ModuleUnavailable as exc:
             probe = detection.verdicts[candidates[-1].name].probe
             return _with_fallback_notes(_failed(spec, facts, probe, str(exc)), fallbacks)
-        hold = hold_seconds(GO_WAIT_S, window.duration_s, plan)
-        replies = reply(PING_REPLY) + start_reply(START_LATER, pickup_s, hold)
         sent = time.time()
-        result = transport.run_with_input(arm_script(plan, window.duration_s), replies)
-        received = time.time()
+        clock_out = transport.run(CLOCK_SCRIPT, timeout=DETECTION_TIMEOUT_S)
+        clock = parse_clock(clock_out.stdout, sent, time.time())
+        if clock is None:
+            raise RemoteCommandError(f"the host printed no clock reading ({_how_it_ended(clock_out)})")
+        start = instant(time.monotonic() - began)
+        now = time.time()
+        hold = hold_seconds(start - now, window.duration_s, plan)
+        replies = reply(PING_REPLY) + start_reply(start + clock.offset_s, pickup_s, hold)
+        then_fetch = max(0.0, start - now) + remote_deadline_s(window.duration_s, plan) + 5 if and_fetch else None
+        result = transport.run_with_input(arm_script(plan, window.duration_s, then_fetch), replies)
         _raise_for_sudo(result)
         directory = parse_armed_dir(result.stdout)
-        clock = parse_clock(result.stdout, sent, received)
-        if directory is None or clock is None:  # the script prints its clock before it arms: no keeper runs
+        if directory is None:
             error = split_sections(result.stdout).get("error", "").strip()
             failed = _failed(spec, facts, None, error or f"the arm script ended early ({_how_it_ended(result)})")
             return _with_fallback_notes(failed, fallbacks)
-        return ArmedHost(
+        armed = ArmedHost(
             spec=spec,
             directory=directory,
             boot_id=clock.boot_id,
@@ -147,45 +154,19 @@ def arm(
             fidelity=getattr(plan.fidelity, "value", None),
             clock_offset_s=round(clock.offset_s, 4),
             clock_bound_s=round(clock.bound_s, 4),
-            start_s=instant(time.monotonic() - began),
+            start_s=max(start, now),
             deadline_s=remote_deadline_s(window.duration_s, plan),
             duration_s=window.duration_s,
             module=origin,
             fallbacks=tuple(fallbacks),
         )
+        if not and_fetch:
+            return armed
+        return with_groups(host_result(armed, parse_fetch(result), wanted), spec)
     except UnreachableError as exc:
         return HostResult(spec.name, spec.address, Status.UNREACHABLE, error=str(exc))
     except (HostError, ModuleUnavailable) as exc:
         return _failed(spec, facts, None, str(exc))
-
-
-def start(armed: ArmedHost, transport: AnsibleTransport, wanted: str,
-          and_fetch: bool) -> tuple[HostResult | None, float | None]:  # fmt: skip
-    """Give an armed host the play's instant (one short session); never raises for the host.
-
-    AND_FETCH: the same session then sleeps on the host until the window ends and fetches its
-    result (no second session after the window): the host's result. Else None once the window is
-    set to start (a later fetch task collects it), or the host's failure. Second: how long before
-    the instant the host got it (its own clock), None when it did not.
-    """
-    spec = armed.spec
-    start_host = armed.start_s + armed.clock_offset_s
-    # Until the window's own deadline (controller time: a bound, not a measurement).
-    wait_s = max(0.0, armed.start_s - time.time()) + armed.deadline_s + 5 if and_fetch else None
-    script = go_script(armed.directory, armed.boot_id, start_host, wait_s)
-    try:
-        output = transport.run(script, timeout=armed.start_s + armed.deadline_s + 30 - time.time())
-        _raise_for_sudo(output)
-    except UnreachableError as exc:
-        return HostResult(spec.name, spec.address, Status.UNREACHABLE,
-                          error=f"could not start its armed window: {exc}"), None  # fmt: skip
-    except HostError as exc:
-        return HostResult(spec.name, spec.address, Status.FAILED, error=f"could not start its armed window: {exc}"), None
-    went = parse_go(output.stdout)
-    margin = None if not went else round(start_host - went, 3)
-    if went is not None and not and_fetch:
-        return None, margin
-    return with_groups(host_result(armed, parse_fetch(output), wanted), spec), margin
 
 
 def armed_document(armed: ArmedHost, duration_s: int, wanted: str = "auto", port: int | None = None,

@@ -26,9 +26,8 @@ from typing import Any
 
 from fleetdiag.armed_sweep import MIN_LEAD_S, WAVE_FACTOR
 
-# Once the first batch is ready (armed, its windows waiting for the instant), all of its hosts
-# get the instant at once (one short session each, ``ansible_armed.start``; a burst on the
-# controller's CPUs): this much per waiting host, beyond MIN_LEAD_S.
+# Once the first batch is ready, all of its hosts run their arm trip at once (a burst of short
+# sessions on the controller's CPUs): this much per waiting host, beyond MIN_LEAD_S.
 HERD_S_PER_HOST = 0.02
 # No arrival, ready or departure for this long: the hosts still missing never got to the task
 # (Ansible failed them before it, or their detection hangs); set the instant without them.
@@ -87,16 +86,6 @@ def _batch_done(state: dict[str, Any], first_wave: int, now: float) -> bool:
 def leave(play_id: str, root: Path | None = None, clock: Callable[[], float] = time.time) -> None:
     """A host that reached the task but will never be ready (it failed first): the batch does not wait for it."""
     _update(play_id, root, lambda state: state.update(gone=int(state.get("gone", 0)) + 1, changed=clock()))
-
-
-def note_go(play_id: str, margin_s: float, root: Path | None = None) -> None:
-    """Record how long before the instant one host got it (its ``go``): the play's file keeps the
-    margins, so how long delivering the instant took at this size can be read off a run."""
-    with open(_play_file(play_id, root), "a+", encoding="utf-8") as file:
-        fcntl.flock(file, fcntl.LOCK_EX)
-        state = _read_state(file)
-        state.setdefault("go_margins", []).append(round(float(margin_s), 3))
-        _write_state(file, state)
 
 
 def note_arrival(play_id: str, root: Path | None = None, clock: Callable[[], float] = time.time) -> None:

@@ -29,24 +29,10 @@ from fleetdiag.window_script import build_window_script, remote_deadline_s
 PING_REPLY = b"\n"
 # Beyond the probe's own deadline, how long the keeper holds the window's stdin open.
 HOLD_MARGIN_S = 30
-# The start an arm reply gives when the instant is not known yet (an Ansible play arms each host
-# before its instant is set): the window waits on its ``go`` fifo, which ``go_script`` writes.
-START_LATER = "go"
-# How long a window armed with START_LATER waits for its instant before it gives up.
-GO_WAIT_S = 900
-# A go that found no fifo disarms (the fetch script's stop): how long it waits for a window to end.
-STOP_WAIT_ON_FAILED_GO_S = 15
 # How the window script waits for the fleet's instant (in place of a held session's "go").
-_WAIT_FOR_INSTANT = f"""# Armed: wait for the fleet's instant on this host's own clock (the controller measured its offset).
-if [ "${{FLEETDIAG_START:-}}" = {START_LATER} ]; then
-  # Armed before the instant was set: it comes on the go fifo, a blocking read (nothing polls).
-  FLEETDIAG_START=$(timeout {GO_WAIT_S} sh -c 'IFS= read -r s <"$1" && echo "$s"' _ "$FLEETDIAG_ARM_DIR/go" 2>/dev/null)
-  case $FLEETDIAG_START in
-    '' | *[!0-9.]*) fail "its armed window got no start instant in {GO_WAIT_S} s (the play did not reach it)" ;;
-  esac
-fi
+_WAIT_FOR_INSTANT = """# Armed: wait for the fleet's instant on this host's own clock (the controller measured its offset).
 clock
-fd_wait=$(awk -v s="${{FLEETDIAG_START:-0}}" -v n="$now" 'BEGIN {{ d = s - n; if (d > 0) printf "%.3f", d; else printf "late %.2f", -d }}')
+fd_wait=$(awk -v s="${FLEETDIAG_START:-0}" -v n="$now" 'BEGIN { d = s - n; if (d > 0) printf "%.3f", d; else printf "late %.2f", -d }')
 case $fd_wait in
   late*) echo "$fd_wait" >"$FLEETDIAG_ARM_DIR/started" ;;
   *) sleep "$fd_wait"; : >"$FLEETDIAG_ARM_DIR/started" ;;
@@ -61,7 +47,7 @@ def armed_window_script(plan: ProbePlan, duration_s: int) -> str:
     return build_window_script(plan, duration_s, ready=_WAIT_FOR_INSTANT)
 
 
-def arm_script(plan: ProbePlan, duration_s: int) -> str:
+def arm_script(plan: ProbePlan, duration_s: int, then_fetch_s: float | None = None) -> str:
     """The script that arms one window: files in a private dir, the clock's round trip, the detached keeper.
 
     It asks twice (ASK_MARKER): first a ping (reply ``PING_REPLY``), after which it prints
@@ -69,6 +55,11 @@ def arm_script(plan: ProbePlan, duration_s: int) -> str:
     instant on its own clock, the pickup deadline after the window's end, how long the window's
     stdin is held). It prints ``@@fleetdiag armed DIR`` once the keeper runs; any other reply,
     or none, ends it with its directory removed.
+
+    THEN_FETCH_S: the session stays and, at most that long, waits for the window to end, then
+    prints what ``fetch_script`` prints (one session for the whole window, where a transport
+    runs no second one cheaply: Ansible's). It waits on a fifo the keeper writes once the result
+    is in place, not by polling: 200 hosts' polls at the window's end would delay that end.
     """
     window = armed_window_script(plan, duration_s)
     keeper = probe_text("arm_keeper.sh")
@@ -97,26 +88,34 @@ echo '{ASK_MARKER}'
 IFS= read -r fd_length || exit 0
 case $fd_length in ''|0|*[!0-9]*) exit 0 ;; esac
 read -r fd_start fd_pickup fd_hold || exit 0
-case $fd_start in
-  {START_LATER}) mkfifo "$fd_a/go" "$fd_a/done" ||
-    {{ echo '@@fleetdiag error'; echo "cannot make the start fifos in $fd_a"; exit 3; }} ;;
-  ''|*[!0-9.]*) exit 0 ;;
-esac
-for fd_n in "$fd_pickup" "$fd_hold"; do
+for fd_n in "$fd_start" "$fd_pickup" "$fd_hold"; do
   case $fd_n in ''|*[!0-9.]*) exit 0 ;; esac
 done
+if [ {int(then_fetch_s is not None)} = 1 ]; then
+  mkfifo "$fd_a/done" || {{ echo '@@fleetdiag error'; echo "cannot make the done fifo in $fd_a"; exit 3; }}
+fi
 if command -v setsid >/dev/null 2>&1; then fd_detach=setsid; else fd_detach=; fi
 $fd_detach nohup sh "$fd_a/keeper.sh" "$fd_a" "$fd_start" "$fd_pickup" "$fd_hold" </dev/null >/dev/null 2>&1 &
 echo $! >"$fd_a/keeper.pid" # the keeper writes it too; from here a fetch never finds it missing
 trap - EXIT
 echo "@@fleetdiag armed $fd_a"
-"""
+{_then_fetch(then_fetch_s)}"""
 
 
-def start_reply(start_host: float | str, pickup_s: float, hold_s: float) -> bytes:
-    """The second answer: the start instant on the host's clock (or START_LATER), the pickup deadline, the stdin hold."""
-    start = start_host if isinstance(start_host, str) else f"{start_host:.3f}"
-    return reply(f"{start} {int(pickup_s)} {int(hold_s)}\n".encode())
+def _then_fetch(wait_s: float | None) -> str:
+    """The arm script's end when it waits for the window and fetches it (``arm_script``'s THEN_FETCH_S)."""
+    if wait_s is None:
+        return ""
+    return f"""a=$fd_a
+boot=
+# The done fifo is held open before the check, so the keeper's line cannot come unseen.
+(exec 3<>"$a/done" && {{ [ -e "$a/result" ] || timeout {max(1, int(wait_s))} sh -c 'read -r _ <&3'; }}) 2>/dev/null
+{_fetch_lines(5, stop=False)}"""
+
+
+def start_reply(start_host: float, pickup_s: float, hold_s: float) -> bytes:
+    """The second answer: the start instant on the host's clock, the pickup deadline, the stdin hold."""
+    return reply(f"{start_host:.3f} {int(pickup_s)} {int(hold_s)}\n".encode())
 
 
 def hold_seconds(wait_s: float, duration_s: int, plan: ProbePlan) -> int:
@@ -177,7 +176,12 @@ def fetch_script(directory: str, boot_id: str, wait_s: float, stop: bool) -> str
     return f"""# fleetdiag: fetch one armed window's result, then remove its directory and its keeper.
 a={shlex.quote(directory)}
 boot={shlex.quote(boot_id)}
-lost() {{ echo '@@fleetdiag lost'; echo "$1"; }}
+{_fetch_lines(wait_s, stop)}"""
+
+
+def _fetch_lines(wait_s: float, stop: bool) -> str:
+    """``fetch_script``'s work, on the directory in $a (the boot id in $boot)."""
+    return f"""lost() {{ echo '@@fleetdiag lost'; echo "$1"; }}
 keeper_gone() {{
   k=$(cat "$a/keeper.pid" 2>/dev/null)
   [ -n "$k" ] && kill -TERM -"$k" 2>/dev/null
@@ -217,37 +221,6 @@ keeper_gone
 """
 
 
-def go_script(directory: str, boot_id: str, start_host: float, wait_s: float | None) -> str:
-    """The script that gives a window armed with START_LATER its instant (START_HOST, the host's clock).
-
-    One short write on the window's go fifo; it prints the ``@@fleetdiag go`` section (the host's
-    time once written). With WAIT_S (how long at most until the result is there), it then waits
-    in the same session for the window's end and fetches the result as ``fetch_script`` does, so
-    no second session follows the window: it blocks on the done fifo, which the keeper writes once
-    the result is in place (no polling: 200 hosts' polls at the window's end would delay its end).
-    When the go fifo takes nothing (the keeper or its directory is gone), it disarms and prints
-    what ``fetch_script`` with ``stop`` prints.
-    """
-    fetch = ""
-    if wait_s is not None:
-        fetch = f"""# The done fifo is held open before the check, so the keeper's line cannot come unseen.
-(exec 3<>"$a/done" && {{ [ -e "$a/result" ] || timeout {max(1, int(wait_s))} sh -c 'read -r _ <&3'; }}) 2>/dev/null
-{fetch_script(directory, boot_id, 5, stop=False)}"""
-    return f"""# fleetdiag: start one armed window at its instant{", then fetch its result" if fetch else ""}.
-a={shlex.quote(directory)}
-if timeout 10 sh -c '[ -p "$1/go" ] && printf "%s\\n" "$2" >"$1/go"' _ "$a" {start_host:.3f} 2>/dev/null; then
-echo '@@fleetdiag go'
-case ${{EPOCHREALTIME:-}} in
-  [0-9]*[.,]*) echo "${{EPOCHREALTIME%[.,]*}}.${{EPOCHREALTIME#*[.,]}}" ;;
-  *) date +%s.%N ;;
-esac
-{fetch}
-else
-{fetch_script(directory, boot_id, STOP_WAIT_ON_FAILED_GO_S, stop=True)}
-fi
-"""
-
-
 @dataclass(frozen=True)
 class Fetched:
     """What a fetch found: the window's output (as a held session returns it), or why there is none."""
@@ -269,15 +242,6 @@ def parse_fetch(output: CommandResult) -> Fetched:
     late = float(started[1]) if len(started) == 2 and started[0] == "late" and _NUMBER.match(started[1]) else None
     exit_code = int(code) if code.lstrip("-").isdigit() else -1
     return Fetched(CommandResult(output.stdout, sections.get("window_stderr", ""), exit_code), None, late)
-
-
-def parse_go(stdout: str) -> float | None:
-    """When (the host's clock) a ``go_script`` wrote the window's instant, or None when it did not."""
-    went = split_sections(stdout).get("go")
-    if went is None:
-        return None
-    words = went.split()
-    return float(words[0]) if words and _NUMBER.match(words[0]) else 0.0
 
 
 def lost_sentence(word: str, directory: str) -> str:

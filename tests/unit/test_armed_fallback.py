@@ -113,38 +113,26 @@ def local_execute(command: str, stdin: bytes) -> dict:
 
 def test_the_ansible_arm_task_falls_back_too(runtime_only: Path) -> None:
     transport = AnsibleTransport(local_execute)
-    armed = ansible_armed.arm(LOCAL, transport, Window(duration_s=1), "auto", instant=lambda _s: time.time() + 1)
+    armed = ansible_armed.arm(LOCAL, transport, Window(duration_s=1), "auto", instant=lambda _s: 0.0)
     assert isinstance(armed, ArmedHost), armed
     # The arm task's result goes through Ansible as JSON, and the fetch task reads it back.
     document = json.loads(json.dumps(ansible_armed.armed_document(armed, 1)))
     back, duration, wanted, _port = ansible_armed.armed_from(document)
     assert back == armed and (duration, wanted) == (1, "auto")
-    # Started (the instant on its go fifo) and fetched in two sessions, as a play of several batches does.
-    started, margin = ansible_armed.start(back, transport, wanted, and_fetch=False)
-    assert started is None and margin is not None and margin > 0
     host = ansible_armed.fetch(back, duration, transport, wanted)
     assert_fell_back_to_counters(host)
-    assert not any("after the fleet's instant" in note for note in host.notes), host.notes
 
 
-def test_the_ansible_arm_task_starts_and_fetches_in_one_session(runtime_only: Path) -> None:
+def test_the_ansible_arm_task_fetches_in_its_own_session_too(runtime_only: Path) -> None:
+    """One forks batch: the arm session waits out the window and brings the result, leaving nothing."""
     transport = AnsibleTransport(local_execute)
-    armed = ansible_armed.arm(LOCAL, transport, Window(duration_s=1), "auto", instant=lambda _s: time.time() + 1)
-    assert isinstance(armed, ArmedHost), armed
-    host, margin = ansible_armed.start(armed, transport, "auto", and_fetch=True)
-    assert margin is not None and margin > 0
+    soon = time.time() + 1
+    host = ansible_armed.arm(LOCAL, transport, Window(duration_s=1), "auto", instant=lambda _s: soon, and_fetch=True)
+    assert isinstance(host, HostResult), host
     assert_fell_back_to_counters(host)
-    assert not list(runtime_only.glob("fleetdiag-armed.*")), "the window's directory is left behind"
-
-
-def test_an_armed_window_given_its_instant_late_says_so(runtime_only: Path) -> None:
-    transport = AnsibleTransport(local_execute)
-    armed = ansible_armed.arm(LOCAL, transport, Window(duration_s=1), "auto", instant=lambda _s: time.time() - 2)
-    assert isinstance(armed, ArmedHost), armed
-    host, margin = ansible_armed.start(armed, transport, "auto", and_fetch=True)
-    assert margin is not None and margin < -1.5
-    assert host.status is Status.OK, host.error
-    assert any(note.startswith("armed after the fleet's instant") for note in host.notes), host.notes
+    assert host.window_start is not None and abs(host.window_start - soon) < 0.5, (host.window_start, soon)
+    assert not any("after the fleet's instant" in note for note in host.notes), host.notes
+    assert not list(runtime_only.glob("fleetdiag-armed.*")), "the armed window's directory is left behind"
 
 
 def test_an_armed_systemtap_host_keeps_where_its_module_came_from(runtime_only: Path) -> None:
