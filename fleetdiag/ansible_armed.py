@@ -26,15 +26,7 @@ from fleetdiag.armed_sweep import (
     armed_from_document,
 )
 from fleetdiag.armed_sweep import armed_document as armed_fields
-from fleetdiag.arming import (
-    PING_REPLY,
-    arm_script,
-    hold_seconds,
-    parse_armed_dir,
-    parse_clock,
-    parse_fetch,
-    start_reply,
-)
+from fleetdiag.arming import PING_REPLY, arm_script, hold_seconds, parse_armed_dir, parse_clock, start_reply
 from fleetdiag.collector import (
     DETECTION_TIMEOUT_S,
     _detection_from,
@@ -101,14 +93,11 @@ def arm(
     wanted: str,
     instant: Callable[[float], float],
     pickup_s: float = DEFAULT_PICKUP_S,
-    and_fetch: bool = False,
 ) -> ArmedHost | HostResult:
     """Detect, read the clock and arm one host for the play's instant; never raises for the host.
 
     ``instant`` gets the seconds this host's trips took so far and returns the play's instant
-    (set once the first forks batch is ready, see ``ansible_instant.wave_instant``). AND_FETCH:
-    the arm session stays until the window is over and brings its result: the host's HostResult
-    (a second session per host after the window costs Ansible a burst of 200 at once).
+    (set once the first forks batch is ready, see ``ansible_instant.wave_instant``).
     """
     began = time.monotonic()
     facts = None
@@ -136,15 +125,14 @@ def arm(
         now = time.time()
         hold = hold_seconds(start - now, window.duration_s, plan)
         replies = reply(PING_REPLY) + start_reply(start + clock.offset_s, pickup_s, hold)
-        then_fetch = max(0.0, start - now) + remote_deadline_s(window.duration_s, plan) + 5 if and_fetch else None
-        result = transport.run_with_input(arm_script(plan, window.duration_s, then_fetch), replies)
+        result = transport.run_with_input(arm_script(plan, window.duration_s), replies)
         _raise_for_sudo(result)
         directory = parse_armed_dir(result.stdout)
         if directory is None:
             error = split_sections(result.stdout).get("error", "").strip()
             failed = _failed(spec, facts, None, error or f"the arm script ended early ({_how_it_ended(result)})")
             return _with_fallback_notes(failed, fallbacks)
-        armed = ArmedHost(
+        return ArmedHost(
             spec=spec,
             directory=directory,
             boot_id=clock.boot_id,
@@ -160,9 +148,6 @@ def arm(
             module=origin,
             fallbacks=tuple(fallbacks),
         )
-        if not and_fetch:
-            return armed
-        return with_groups(host_result(armed, parse_fetch(result), wanted), spec)
     except UnreachableError as exc:
         return HostResult(spec.name, spec.address, Status.UNREACHABLE, error=str(exc))
     except (HostError, ModuleUnavailable) as exc:

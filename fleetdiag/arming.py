@@ -47,7 +47,7 @@ def armed_window_script(plan: ProbePlan, duration_s: int) -> str:
     return build_window_script(plan, duration_s, ready=_WAIT_FOR_INSTANT)
 
 
-def arm_script(plan: ProbePlan, duration_s: int, then_fetch_s: float | None = None) -> str:
+def arm_script(plan: ProbePlan, duration_s: int) -> str:
     """The script that arms one window: files in a private dir, the clock's round trip, the detached keeper.
 
     It asks twice (ASK_MARKER): first a ping (reply ``PING_REPLY``), after which it prints
@@ -55,11 +55,6 @@ def arm_script(plan: ProbePlan, duration_s: int, then_fetch_s: float | None = No
     instant on its own clock, the pickup deadline after the window's end, how long the window's
     stdin is held). It prints ``@@fleetdiag armed DIR`` once the keeper runs; any other reply,
     or none, ends it with its directory removed.
-
-    THEN_FETCH_S: the session stays and, at most that long, waits for the window to end, then
-    prints what ``fetch_script`` prints (one session for the whole window, where a transport
-    runs no second one cheaply: Ansible's). It waits on a fifo the keeper writes once the result
-    is in place, not by polling: 200 hosts' polls at the window's end would delay that end.
     """
     window = armed_window_script(plan, duration_s)
     keeper = probe_text("arm_keeper.sh")
@@ -91,26 +86,12 @@ read -r fd_start fd_pickup fd_hold || exit 0
 for fd_n in "$fd_start" "$fd_pickup" "$fd_hold"; do
   case $fd_n in ''|*[!0-9.]*) exit 0 ;; esac
 done
-if [ {int(then_fetch_s is not None)} = 1 ]; then
-  mkfifo "$fd_a/done" || {{ echo '@@fleetdiag error'; echo "cannot make the done fifo in $fd_a"; exit 3; }}
-fi
 if command -v setsid >/dev/null 2>&1; then fd_detach=setsid; else fd_detach=; fi
 $fd_detach nohup sh "$fd_a/keeper.sh" "$fd_a" "$fd_start" "$fd_pickup" "$fd_hold" </dev/null >/dev/null 2>&1 &
 echo $! >"$fd_a/keeper.pid" # the keeper writes it too; from here a fetch never finds it missing
 trap - EXIT
 echo "@@fleetdiag armed $fd_a"
-{_then_fetch(then_fetch_s)}"""
-
-
-def _then_fetch(wait_s: float | None) -> str:
-    """The arm script's end when it waits for the window and fetches it (``arm_script``'s THEN_FETCH_S)."""
-    if wait_s is None:
-        return ""
-    return f"""a=$fd_a
-boot=
-# The done fifo is held open before the check, so the keeper's line cannot come unseen.
-(exec 3<>"$a/done" && {{ [ -e "$a/result" ] || timeout {max(1, int(wait_s))} sh -c 'read -r _ <&3'; }}) 2>/dev/null
-{_fetch_lines(5, stop=False)}"""
+"""
 
 
 def start_reply(start_host: float, pickup_s: float, hold_s: float) -> bytes:
@@ -176,12 +157,7 @@ def fetch_script(directory: str, boot_id: str, wait_s: float, stop: bool) -> str
     return f"""# fleetdiag: fetch one armed window's result, then remove its directory and its keeper.
 a={shlex.quote(directory)}
 boot={shlex.quote(boot_id)}
-{_fetch_lines(wait_s, stop)}"""
-
-
-def _fetch_lines(wait_s: float, stop: bool) -> str:
-    """``fetch_script``'s work, on the directory in $a (the boot id in $boot)."""
-    return f"""lost() {{ echo '@@fleetdiag lost'; echo "$1"; }}
+lost() {{ echo '@@fleetdiag lost'; echo "$1"; }}
 keeper_gone() {{
   k=$(cat "$a/keeper.pid" 2>/dev/null)
   [ -n "$k" ] && kill -TERM -"$k" 2>/dev/null

@@ -17,8 +17,5 @@ FLEETDIAG_START=$2 FLEETDIAG_ARM_DIR=$a sh "$a/window.sh" stop-on-stdin-eof <"$a
 echo $? >"$a/exit"
 kill "$(cat "$a/holder.pid")" 2>/dev/null
 mv "$a/result.part" "$a/result"
-# A session waiting for the result (fleetdiag.arming.go_script) holds the done fifo open: one line
-# wakes it. Opened read-write, it never blocks when nobody waits (the line is then dropped).
-if [ -p "$a/done" ]; then echo 1<>"$a/done"; fi
 sleep "$3"
 rm -rf "$a"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import json
 import subprocess
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -121,18 +120,6 @@ def test_the_ansible_arm_task_falls_back_too(runtime_only: Path) -> None:
     assert back == armed and (duration, wanted) == (1, "auto")
     host = ansible_armed.fetch(back, duration, transport, wanted)
     assert_fell_back_to_counters(host)
-
-
-def test_the_ansible_arm_task_fetches_in_its_own_session_too(runtime_only: Path) -> None:
-    """One forks batch: the arm session waits out the window and brings the result, leaving nothing."""
-    transport = AnsibleTransport(local_execute)
-    soon = time.time() + 1
-    host = ansible_armed.arm(LOCAL, transport, Window(duration_s=1), "auto", instant=lambda _s: soon, and_fetch=True)
-    assert isinstance(host, HostResult), host
-    assert_fell_back_to_counters(host)
-    assert host.window_start is not None and abs(host.window_start - soon) < 0.5, (host.window_start, soon)
-    assert not any("after the fleet's instant" in note for note in host.notes), host.notes
-    assert not list(runtime_only.glob("fleetdiag-armed.*")), "the armed window's directory is left behind"
 
 
 def test_an_armed_systemtap_host_keeps_where_its_module_came_from(runtime_only: Path) -> None:

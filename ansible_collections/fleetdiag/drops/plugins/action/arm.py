@@ -51,14 +51,13 @@ class ActionModule(FleetdiagAction):
         if options.start_at is None:
             ansible_instant.note_arrival(play)
         window = Window(duration_s=options.duration, port=options.port)
-        # One batch: the arm session itself waits out the window and brings the result, so no
-        # second session per host follows the window (200 at once cost Ansible about 3 s on the lab).
-        armed = ansible_armed.arm(spec, self.transport(), window, options.tracer, instant, pickup, and_fetch)
+        armed = ansible_armed.arm(spec, self.transport(), window, options.tracer, instant, pickup)
         if options.start_at is None and not chosen:  # failed before it was ready: its batch does not wait for it
             ansible_instant.leave(play)
-        if isinstance(armed, HostResult) and and_fetch and chosen:  # its window's result (or why none)
-            host = with_groups(armed, spec)
-            return ansible_armed.fetch_task_result(host, {"port": options.port, "instant": chosen[-1]})
         if isinstance(armed, HostResult):  # failed before its window: still in its groups in the report
             return ansible_task.window_task_result(with_groups(armed, spec), options.port)
-        return ansible_armed.arm_task_result(armed, options, chosen[-1] if chosen else None)
+        armed_result = ansible_armed.arm_task_result(armed, options, chosen[-1] if chosen else None)
+        if and_fetch:  # the play's hosts fit in one forks batch: no second pass over them to fetch
+            host = ansible_armed.fetch(armed, options.duration, self.transport(), options.tracer)
+            return ansible_armed.fetch_task_result(host, armed_result["armed"])
+        return armed_result
