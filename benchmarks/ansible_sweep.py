@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.armed_scale import ansible_inventory, line, run_fleetdiag, timed  # noqa: E402
 from benchmarks.scale import compile_fleetdiag  # noqa: E402
+from fleetdiag import ansible_instant  # noqa: E402
 from tests.lab.fleet import LabFleet, LabHost  # noqa: E402
 from tests.lab.requirements import missing_lab_requirements  # noqa: E402
 
@@ -67,11 +68,30 @@ def run_sweep(fleet: LabFleet, hosts: list[LabHost], duration: int, forks: int, 
     argv = [sys.executable, "-m", "ansible", "playbook", "-i", str(inventory), "fleetdiag.drops.sweep",
             "-e", f"fleetdiag_duration={duration}", "-e", "fleetdiag_tracer=counters",
             "-e", f"fleetdiag_results_dir={results}", "-f", str(forks)]  # fmt: skip
+    began = time.time()
     run, _out = timed(argv, env=env, cwd=scratch)
     saved = sorted((results / "sweeps").glob("*.json"))
     doc = json.loads(saved[-1].read_text()) if saved else {"hosts": []}
-    run.update(window_starts(doc), document=saved[-1] if saved else None)
+    run.update(window_starts(doc), document=saved[-1] if saved else None, phases=play_phases(began))
     return run
+
+
+def play_phases(began: float) -> dict:
+    """The play's timeline from its instant file (fleetdiag/ansible_instant.py), seconds after launch.
+
+    ``last_ready``: the first batch all ready to be armed (the instant is set then); ``instant``: the window's start."""
+    plays = [p for p in ansible_instant.states_dir().glob("*.instant") if p.stat().st_mtime >= began]
+    if not plays:
+        return {}
+    state = json.loads(max(plays, key=lambda p: p.stat().st_mtime).read_text())
+    decided = state.get("decided") or {}
+    arrivals = state.get("arrivals") or []
+    return {
+        "first_arrival": min(arrivals) - began if arrivals else None,
+        "last_arrival": max(arrivals) - began if arrivals else None,
+        "last_ready": decided["at"] - began if "at" in decided else None,
+        "instant": state["start_at"] - began if "start_at" in state else None,
+    }
 
 
 def window_starts(doc: dict) -> dict:
@@ -164,6 +184,10 @@ def main() -> int:
         print(f"  sweep's window starts: spread {_s(sweep['spread'])} (clock-corrected), {_s(sweep['lab_spread'])} on "
               f"the hosts' own clocks (the lab's hosts share one); last start {_s(sweep['after_instant'])} after the "
               f"instant; largest measured clock offset {_s(sweep['max_offset'])}; late hosts {len(sweep['late'])}")  # fmt: skip
+        if sweep.get("phases"):
+            phases = sweep["phases"]
+            print("  sweep's play: " + ", ".join(f"{k.replace('_', ' ')} {_s(v)}" for k, v in phases.items())
+                  + f" (after launch); wall {sweep['wall']:.2f} s")
         problems += [f"round {number}: {p}" for p in verdict(sweep, args.hosts)]
     if len(rounds) > 1:
         print(f"medians of {len(rounds)} rounds")

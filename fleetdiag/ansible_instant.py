@@ -127,8 +127,13 @@ def _update(play_id: str, root: Path | None, change: Callable[[dict[str, Any]], 
             _write_state(file, state)
 
 
+def states_dir() -> Path:
+    """Where the plays' files are (the controller's temp dir, one per user)."""
+    return Path(tempfile.gettempdir()) / f"fleetdiag-ansible-{os.getuid()}"
+
+
 def _play_file(play_id: str, root: Path | None) -> Path:
-    directory = root or Path(tempfile.gettempdir()) / f"fleetdiag-ansible-{os.getuid()}"
+    directory = root or states_dir()
     directory.mkdir(mode=0o700, exist_ok=True)
     safe = "".join(c for c in play_id if c.isalnum() or c in "-_") or "play"
     return directory / f"{safe}.instant"
