@@ -19,9 +19,9 @@ from typing import Any
 
 from fleetdiag.armed_fetch import _SETTLE_S, _fetch, host_result
 from fleetdiag.armed_sweep import (
+    ANSIBLE_WAVE_FACTOR,
     DEFAULT_PICKUP_S,
     MIN_LEAD_S,
-    WAVE_FACTOR,
     ArmedHost,
     armed_from_document,
 )
@@ -69,7 +69,7 @@ def arm_lead_s(elapsed_s: float, hosts: int, forks: int, arrivals: list[float] |
 
     Its arm trip is left (half as long again); the rest of the first forks batch is still being
     started by Ansible (at the rate ARRIVALS show, the times hosts reached the task so far); each
-    further batch takes about the three trips. WAVE_FACTOR leaves room for slower hosts, as
+    further batch takes about the three trips. ANSIBLE_WAVE_FACTOR leaves room for slower hosts, as
     collect's armed sweeps do.
     """
     waves = max(1, math.ceil(max(1, hosts) / max(1, forks)))
@@ -83,7 +83,7 @@ def arm_lead_s(elapsed_s: float, hosts: int, forks: int, arrivals: list[float] |
     still_starting = max(0, first_wave - len(arrivals)) * per_host
     if arrivals:  # the last arrival's own trips are not done either
         still_starting += max(0.0, arrivals[-1] + elapsed_s - now)
-    return MIN_LEAD_S + (elapsed_s * (0.5 + 1.5 * (waves - 1)) + still_starting) * WAVE_FACTOR
+    return MIN_LEAD_S + (elapsed_s * (0.5 + 1.5 * (waves - 1)) + still_starting) * ANSIBLE_WAVE_FACTOR
 
 
 def arm(

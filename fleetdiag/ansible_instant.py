@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fleetdiag.armed_sweep import MIN_LEAD_S, WAVE_FACTOR
+from fleetdiag.armed_sweep import ANSIBLE_WAVE_FACTOR, MIN_LEAD_S
 
 # Once the first batch is ready, all of its hosts run their arm trip at once (a burst of short
 # sessions on the controller's CPUs): this much per waiting host, beyond MIN_LEAD_S.
@@ -39,10 +39,10 @@ def wave_lead_s(ready: int, first_wave: int, hosts: int, forks: int, wave_s: flo
     """How far ahead of now the instant lies once the first batch is ready.
 
     The READY hosts arm at once; each later forks batch takes about as long as the first took
-    to get ready (WAVE_SECONDS), with WAVE_FACTOR's room for slower hosts.
+    to get ready (WAVE_SECONDS), with ANSIBLE_WAVE_FACTOR's room for slower hosts.
     """
     waves_left = math.ceil(max(0, hosts - first_wave) / max(1, forks))
-    return MIN_LEAD_S + HERD_S_PER_HOST * max(0, ready) + waves_left * (wave_s + MIN_LEAD_S) * WAVE_FACTOR
+    return MIN_LEAD_S + HERD_S_PER_HOST * max(0, ready) + waves_left * (wave_s + MIN_LEAD_S) * ANSIBLE_WAVE_FACTOR
 
 
 def wave_instant(play_id: str, hosts: int, forks: int, root: Path | None = None,

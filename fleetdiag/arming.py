@@ -31,12 +31,22 @@ PING_REPLY = b"\n"
 HOLD_MARGIN_S = 30
 # How the window script waits for the fleet's instant (in place of a held session's "go").
 _WAIT_FOR_INSTANT = """# Armed: wait for the fleet's instant on this host's own clock (the controller measured its offset).
+# In milliseconds, with the shell's arithmetic (the start has 3 decimals, as start_reply writes it).
 clock
-fd_wait=$(awk -v s="${FLEETDIAG_START:-0}" -v n="$now" 'BEGIN { d = s - n; if (d > 0) printf "%.3f", d; else printf "late %.2f", -d }')
-case $fd_wait in
-  late*) echo "$fd_wait" >"$FLEETDIAG_ARM_DIR/started" ;;
-  *) sleep "$fd_wait"; : >"$FLEETDIAG_ARM_DIR/started" ;;
-esac"""
+fd_s=${FLEETDIAG_START:-0}
+case $fd_s in *.*) ;; *) fd_s=$fd_s. ;; esac
+fd_sf=${fd_s#*.}000
+fd_sf=${fd_sf%"${fd_sf#???}"}
+fd_d=$((${fd_s%.*} * 1000 + 1$fd_sf - 1000 - fd_ns / 1000000))
+if [ "$fd_d" -gt 0 ]; then
+  fd_f=$((fd_d % 1000 + 1000))
+  sleep "$((fd_d / 1000)).${fd_f#1}"
+  : >"$FLEETDIAG_ARM_DIR/started"
+else
+  fd_d=$((-fd_d / 10))
+  fd_f=$((fd_d % 100 + 100))
+  echo "late $((fd_d / 100)).${fd_f#1}" >"$FLEETDIAG_ARM_DIR/started"
+fi"""
 _NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 _DIR = re.compile(r"^/[A-Za-z0-9._/-]+/fleetdiag-armed\.[A-Za-z0-9]+$")
 _BOOT_ID = re.compile(r"^[0-9a-f-]{36}$")
@@ -78,7 +88,9 @@ echo '{ASK_MARKER}'
 IFS= read -r fd_length || exit 0
 [ "$fd_length" = {len(PING_REPLY)} ] || exit 0
 IFS= read -r _ || exit 0
-echo "@@fleetdiag clock $(fd_now) $(cat /proc/sys/kernel/random/boot_id 2>/dev/null)"
+fd_boot=""
+{{ read -r fd_boot </proc/sys/kernel/random/boot_id; }} 2>/dev/null
+echo "@@fleetdiag clock $(fd_now) $fd_boot"
 echo '{ASK_MARKER}'
 IFS= read -r fd_length || exit 0
 case $fd_length in ''|0|*[!0-9]*) exit 0 ;; esac
@@ -86,8 +98,10 @@ read -r fd_start fd_pickup fd_hold || exit 0
 for fd_n in "$fd_start" "$fd_pickup" "$fd_hold"; do
   case $fd_n in ''|*[!0-9.]*) exit 0 ;; esac
 done
-if command -v setsid >/dev/null 2>&1; then fd_detach=setsid; else fd_detach=; fi
-$fd_detach nohup sh "$fd_a/keeper.sh" "$fd_a" "$fd_start" "$fd_pickup" "$fd_hold" </dev/null >/dev/null 2>&1 &
+# A keeper in a session of its own (setsid) has no terminal whose hangup could reach it; only
+# without setsid does it need nohup (one process fewer per host where setsid is there).
+if command -v setsid >/dev/null 2>&1; then fd_detach=setsid; else fd_detach=nohup; fi
+$fd_detach sh "$fd_a/keeper.sh" "$fd_a" "$fd_start" "$fd_pickup" "$fd_hold" </dev/null >/dev/null 2>&1 &
 echo $! >"$fd_a/keeper.pid" # the keeper writes it too; from here a fetch never finds it missing
 trap - EXIT
 echo "@@fleetdiag armed $fd_a"
@@ -155,42 +169,48 @@ def fetch_script(directory: str, boot_id: str, wait_s: float, stop: bool) -> str
     if not _DIR.match(directory):
         raise ValueError(f"not an armed window's directory: {directory!r}")
     return f"""# fleetdiag: fetch one armed window's result, then remove its directory and its keeper.
+# Builtins read the small files (a process each costs the host more than the read): only the
+# result's `cat`, the `rm` and the waits' `sleep` are processes.
 a={shlex.quote(directory)}
 boot={shlex.quote(boot_id)}
 lost() {{ echo '@@fleetdiag lost'; echo "$1"; }}
+line_of() {{ fd_l=""; {{ IFS= read -r fd_l <"$1"; }} 2>/dev/null; }}
 keeper_gone() {{
-  k=$(cat "$a/keeper.pid" 2>/dev/null)
-  [ -n "$k" ] && kill -TERM -"$k" 2>/dev/null
+  line_of "$a/keeper.pid"
+  [ -n "$fd_l" ] && kill -TERM -"$fd_l" 2>/dev/null
   rm -rf "$a"
 }}
 if [ ! -d "$a" ]; then
-  now_boot=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)
-  if [ -n "$boot" ] && [ -n "$now_boot" ] && [ "$now_boot" != "$boot" ]; then lost rebooted; else lost gone; fi
+  line_of /proc/sys/kernel/random/boot_id
+  if [ -n "$boot" ] && [ -n "$fd_l" ] && [ "$fd_l" != "$boot" ]; then lost rebooted; else lost gone; fi
   exit 0
 fi
 if [ {int(stop)} = 1 ] && [ ! -e "$a/result" ]; then
   if [ ! -e "$a/started" ]; then keeper_gone; lost disarmed; exit 0; fi
-  h=$(cat "$a/holder.pid" 2>/dev/null)
-  [ -n "$h" ] && kill "$h" 2>/dev/null
+  line_of "$a/holder.pid"
+  [ -n "$fd_l" ] && kill "$fd_l" 2>/dev/null
 fi
-n=0
+# Waits in tenths of a second: 0.2 s steps for the first second (a window just ending), then
+# 0.5 s ones (a host still busy with its window: fewer processes started on it meanwhile).
+w=0
 while [ ! -e "$a/result" ]; do
-  k=$(cat "$a/keeper.pid" 2>/dev/null)
-  if [ -z "$k" ] || ! kill -0 "$k" 2>/dev/null; then
+  line_of "$a/keeper.pid"
+  if [ -z "$fd_l" ] || ! kill -0 "$fd_l" 2>/dev/null; then
     sleep 0.2
     [ -e "$a/result" ] && break
     keeper_gone; lost died; exit 0
   fi
-  if [ $n -ge {max(1, int(wait_s * 5))} ]; then keeper_gone; lost late; exit 0; fi
-  n=$((n + 1))
-  sleep 0.2
+  if [ $w -ge {max(1, int(wait_s * 10))} ]; then keeper_gone; lost late; exit 0; fi
+  if [ $w -lt 10 ]; then w=$((w + 2)); sleep 0.2; else w=$((w + 5)); sleep 0.5; fi
 done
 echo '@@fleetdiag fetched'
-cat "$a/exit" 2>/dev/null
+line_of "$a/exit"
+echo "$fd_l"
 echo '@@fleetdiag started'
-cat "$a/started" 2>/dev/null
+line_of "$a/started"
+echo "$fd_l"
 echo '@@fleetdiag window_stderr'
-head -c 4096 "$a/stderr" 2>/dev/null
+if [ -s "$a/stderr" ]; then head -c 4096 "$a/stderr"; fi
 echo # the result's first section marker must start a line, however the stderr ended
 cat "$a/result"
 keeper_gone

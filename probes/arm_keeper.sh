@@ -12,10 +12,11 @@ cd / || exit 1
 echo $$ >"$a/keeper.pid"
 mkfifo "$a/stop" || exit 1
 sleep "$4" >"$a/stop" &
-echo $! >"$a/holder.pid"
+holder=$!
+echo $holder >"$a/holder.pid"
 FLEETDIAG_START=$2 FLEETDIAG_ARM_DIR=$a sh "$a/window.sh" stop-on-stdin-eof <"$a/stop" >"$a/result.part" 2>"$a/stderr"
 echo $? >"$a/exit"
-kill "$(cat "$a/holder.pid")" 2>/dev/null
+kill "$holder" 2>/dev/null
 mv "$a/result.part" "$a/result"
 sleep "$3"
 rm -rf "$a"

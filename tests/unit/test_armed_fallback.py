@@ -112,7 +112,9 @@ def local_execute(command: str, stdin: bytes) -> dict:
 
 def test_the_ansible_arm_task_falls_back_too(runtime_only: Path) -> None:
     transport = AnsibleTransport(local_execute)
-    armed = ansible_armed.arm(LOCAL, transport, Window(duration_s=1), "auto", instant=lambda _s: 0.0)
+    # An instant long past (the window starts at once), but not 0: plus a negative measured clock
+    # offset that is a negative start, which the arm script refuses (it ended early, now and then).
+    armed = ansible_armed.arm(LOCAL, transport, Window(duration_s=1), "auto", instant=lambda _s: 1.0)
     assert isinstance(armed, ArmedHost), armed
     # The arm task's result goes through Ansible as JSON, and the fetch task reads it back.
     document = json.loads(json.dumps(ansible_armed.armed_document(armed, 1)))
