@@ -2,12 +2,16 @@
 
     sudo python3 benchmarks/storm_coverage.py            # 3 runs with 4 probes, 1 baseline run with 1
     sudo python3 benchmarks/storm_coverage.py --runs 5
+    sudo python3 benchmarks/storm_coverage.py --runs 14 --seconds 20 --bpf-stats 0   # the rare perf-path drop
 
 The storm (tests/lab/storm.py): 4 backlog-drop flows and 2,000 SYNs to a closed port into h01,
 500 SYNs into an nftables drop on h03. Probes: `fleetdiag collect --tracer bpftrace` on h01-h04
 (4 probes attached, every lab host shares this kernel, so each program runs for every drop of
 every namespace), or on h01 alone for the baseline. kernel.bpf_stats_enabled is set to 1 for
 the benchmark (restored after), so fleetdiag's own probe_stats carry run_cnt and run_time_ns.
+A tracefs witness (tests/lab/tracefs_witness.py) counts the SOCKET_BACKLOG and PROTO_MEM events
+the tracepoint fired for around each run: a drop every BPF program missed with no recursion miss
+counted, while tracefs saw it, was dropped by the tracepoint's perf path before any program ran.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from tests.e2e.test_collect import wait_for_windows
 from tests.lab.fleet import LabFleet
 from tests.lab.requirements import missing_lab_requirements
 from tests.lab.storm import CLOSED_PORT, StormPlan, add_nft_drop, remove_nft_drop, run_storm
+from tests.lab.tracefs_witness import TracefsWitness
 
 BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
-WINDOW_S = 12
+WINDOW_S = 12  # and the storm's seconds beyond its default
 
 
 def one_run(fleet: LabFleet, scratch: Path, probes: int, plan: StormPlan) -> dict:
@@ -36,15 +41,21 @@ def one_run(fleet: LabFleet, scratch: Path, probes: int, plan: StormPlan) -> dic
     hosts = [fleet.host(n) for n in ("h01", "h02", "h03", "h04")][:probes]
     receiver, sender, nft_host = fleet.host("h01"), fleet.host("h02"), fleet.host("h03")
     inventory = fleet.write_inventory(scratch / f"hosts{probes}.yaml", hosts=hosts)
+    window = WINDOW_S + max(0, round(plan.seconds - StormPlan().seconds))
+    witness = TracefsWitness("SOCKET_BACKLOG", "PROTO_MEM").__enter__()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fleetdiag", "collect", "-i", str(inventory), "--duration", str(WINDOW_S),
+        [sys.executable, "-m", "fleetdiag", "collect", "-i", str(inventory), "--duration", str(window),
          "--tracer", "bpftrace", "--known-hosts", str(fleet.known_hosts_path),
          "--results-dir", str(scratch / "results"), "-o", "json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
     )  # fmt: skip
-    wait_for_windows(len(hosts), {h.netns_inode for h in hosts}, proc)
-    run_storm(fleet, receiver, sender, nft_host, plan)
-    out, err = proc.communicate(timeout=WINDOW_S + 90)
+    try:
+        wait_for_windows(len(hosts), {h.netns_inode for h in hosts}, proc)
+        run_storm(fleet, receiver, sender, nft_host, plan)
+        out, err = proc.communicate(timeout=window + 90)
+        fired = witness.stop()
+    finally:
+        witness.__exit__(None, None, None)
     if proc.returncode != 0:
         raise SystemExit(f"collect failed ({proc.returncode}): {err[-500:]}")
     doc = json.loads(out)
@@ -61,6 +72,10 @@ def one_run(fleet: LabFleet, scratch: Path, probes: int, plan: StormPlan) -> dic
         "no_socket": (closed, plan.syns),
         "misses": {h["name"]: h["probe_stats"]["recursion_misses"] for h in doc["hosts"] if h.get("probe_stats")},
         "within": all(r["within_misses"] for r in rx["reconciliation"]),
+        # Counted drops neither traced nor among the misses, and whether the tracepoint fired for every counted one.
+        "beyond": max(0, sum(recs[r]["missed"] for r in ("SOCKET_BACKLOG", "PROTO_MEM")) - rx["probe_stats"]["recursion_misses"]),
+        "fired": fired,
+        "fired_all": fired is not None and fired >= recs["SOCKET_BACKLOG"]["counted"] + recs["PROTO_MEM"]["counted"],
         "runs": runs,
         "us_per_run": ns / runs / 1000 if runs else float("nan"),
         # Every probe's programs run for every kfree_skb of the machine: their time over the drops traced.
@@ -79,16 +94,18 @@ def _pct(pair: tuple[int, int]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=StormPlan().seconds, help="the backlog flows' seconds")
+    parser.add_argument("--bpf-stats", choices=("0", "1"), default="1", help="kernel.bpf_stats_enabled for the runs")
     args = parser.parse_args()
     if missing := missing_lab_requirements():
         print(f"benchmark needs the lab: {'; '.join(missing)}", file=sys.stderr)
         return 2
-    plan = StormPlan()
+    plan = StormPlan(seconds=args.seconds)
     previous = BPF_STATS.read_text().strip()
     results = []
     with tempfile.TemporaryDirectory() as scratch, LabFleet(4) as fleet:
         add_nft_drop(fleet, fleet.host("h03"))
-        BPF_STATS.write_text("1\n")
+        BPF_STATS.write_text(args.bpf_stats + "\n")
         try:
             for label, probes in [("baseline, 1 probe", 1), *((f"run {i + 1}, 4 probes", 4) for i in range(args.runs))]:
                 figures = one_run(fleet, Path(scratch), probes, plan)
@@ -96,12 +113,18 @@ def main() -> int:
                 print(f"{label}: SOCKET_BACKLOG {_pct(figures['backlog'])}, PROTO_MEM {_pct(figures['proto_mem'])}, "
                       f"NO_SOCKET {_pct(figures['no_socket'])}"
                       + (f", NETFILTER_DROP {_pct(figures['nft'])}" if "nft" in figures else "")
-                      + f"; recursion misses {figures['misses']} (shortfalls within them: {figures['within']}); "
+                      + f"; recursion misses {figures['misses']} (shortfalls within them: {figures['within']}; "
+                      f"beyond them {figures['beyond']}, tracefs saw {figures['fired']}, "
+                      f"every counted drop fired: {figures['fired_all']}); "
                       f"{figures['runs']:,} program runs, {figures['us_per_run']:.2f} us each, "
                       f"{figures['us_per_drop']:.2f} us of BPF per traced drop", flush=True)  # fmt: skip
         finally:
             BPF_STATS.write_text(previous + "\n")
             remove_nft_drop(fleet, fleet.host("h03"))
+    beyond = [f["beyond"] for _, f in results]
+    drops = sum(f["backlog"][1] + f["proto_mem"][1] for _, f in results)
+    print(f"counted drops neither traced nor missed: {sum(beyond)} of {drops:,} in {len(results)} runs "
+          f"(tracepoint fired for every counted drop in {sum(f['fired_all'] for _, f in results)} runs)")  # fmt: skip
     base = results[0][1]["us_per_run"]
     four = sorted(f["us_per_run"] for _, f in results[1:])
     if four and base == base and base:

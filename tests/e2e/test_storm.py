@@ -2,8 +2,9 @@
 
 Several backlog-drop flows and 2,000 SYNs to a closed port into h01, 500 SYNs into an nftables
 drop on h03, bounded in count and time. Each host reports its probe programs' own
-recursion_misses (read before they unloaded); a counted reason's shortfall never exceeds them;
-the table stays short.
+recursion_misses (read before they unloaded); a counted reason's shortfall never exceeds them,
+but for the rare event the kernel's perf tracepoint path drops before any program runs, which a
+tracefs witness must then have seen (tests/lab/tracefs_witness.py); the table stays short.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fleetdiag.render import table
 from tests.e2e.test_collect import fleetdiag, wait_for_windows
 from tests.lab.requirements import find_program
 from tests.lab.storm import CLOSED_PORT, StormPlan, add_nft_drop, remove_nft_drop, run_storm
+from tests.lab.tracefs_witness import TracefsWitness
 
 pytestmark = pytest.mark.lab
 
@@ -37,12 +39,15 @@ def test_storm_every_drop_accounted_for(lab_fleet, lab_roles, storm_nft, tmp_pat
     receiver, sender, nft_host, idle = lab_roles.receiver, lab_roles.sender, storm_nft, lab_roles.unreachable
     hosts = [receiver, sender, nft_host, idle]
     inventory = lab_fleet.write_inventory(tmp_path / "hosts.yaml", hosts=hosts)
-    proc = fleetdiag("collect", "-i", str(inventory), "--duration", str(WINDOW_S), "--tracer", "bpftrace",
-                     "--known-hosts", str(lab_fleet.known_hosts_path), "-o", "json", "--results-dir", str(tmp_path))  # fmt: skip
-    wait_for_windows(4, {h.netns_inode for h in hosts}, proc)
-    plan = StormPlan()
-    sent = run_storm(lab_fleet, receiver, sender, nft_host, plan)
-    out, err = proc.communicate(timeout=WINDOW_S + 90)
+    reconciled = ("SOCKET_BACKLOG", "PROTO_MEM")
+    with TracefsWitness(*reconciled) as witness:
+        proc = fleetdiag("collect", "-i", str(inventory), "--duration", str(WINDOW_S), "--tracer", "bpftrace",
+                         "--known-hosts", str(lab_fleet.known_hosts_path), "-o", "json", "--results-dir", str(tmp_path))  # fmt: skip
+        wait_for_windows(4, {h.netns_inode for h in hosts}, proc)
+        plan = StormPlan()
+        sent = run_storm(lab_fleet, receiver, sender, nft_host, plan)
+        out, err = proc.communicate(timeout=WINDOW_S + 90)
+        fired = witness.stop()
     assert proc.returncode == 0, err
     assert (sent.syns, sent.nft_syns) == (plan.syns, plan.nft_syns)
     doc = json.loads(out)
@@ -57,13 +62,22 @@ def test_storm_every_drop_accounted_for(lab_fleet, lab_roles, storm_nft, tmp_pat
     rx = by_name[receiver.name]
     misses = rx["probe_stats"]["recursion_misses"]
     recs = {r["reason"]: r for r in rx["reconciliation"]}
-    for reason in ("SOCKET_BACKLOG", "PROTO_MEM"):
+    # A counted drop is traced, or one of the runs the kernel skipped and counted, or (rarely) an event the
+    # perf tracepoint path dropped before any program ran: then the tracepoint did fire for it, so tracefs,
+    # counting these reasons machine-wide around the window, saw at least every counted drop.
+    counted = sum(recs[reason]["counted"] for reason in reconciled)
+    perf_path_allowance = max(1, counted // 1000) if fired is not None and fired >= counted else 0
+    for reason in reconciled:
         rec = recs[reason]
-        assert rec["counted"] - rec["traced"] <= misses, rec  # a skipped run is the only way to miss one
-        assert rec["recursion_misses"] == misses and rec["within_misses"] is True
-        if rec["missed"]:  # the report says the shortfall is within the misses
+        assert rec["recursion_misses"] == misses
+        beyond = rec["counted"] - rec["traced"] - misses
+        assert beyond <= perf_path_allowance, (rec, fired)
+        if rec["missed"]:  # the report says why
             (verdict,) = [v for v in rx["verdicts"] if v["code"] == "untraced_drops" and v["evidence"]["reason"] == reason]
-            assert f"within the {misses} runs the kernel skipped" in verdict["summary"]
+            if beyond > 0:
+                assert rec["within_misses"] is False and "perf tracepoint path" in verdict["summary"]
+            else:
+                assert rec["within_misses"] is True and f"within the {misses} runs the kernel skipped" in verdict["summary"]
     closed = sum(f["drops"] for f in doc["flows"] if f["host"] == receiver.name and f["lport"] == CLOSED_PORT
                  and f["reason"] == "NO_SOCKET")  # fmt: skip
     assert plan.syns - misses <= closed <= plan.syns

@@ -62,6 +62,17 @@ def test_shortfall_within_misses_is_said_and_unchecked_reasons_are_incomplete():
     assert "more than the 2 runs" in verdict.summary
 
 
+def test_a_shortfall_beyond_the_misses_names_the_perf_path_only_for_perf_tracepoint_programs():
+    """A tracepoint (type 5) program is run from the tracepoint's perf handler, which can drop an event
+    uncounted; a raw tracepoint (type 17) program is not, so its shortfall keeps the window-edge wording."""
+    perf = _host(2, SOCKET_BACKLOG=95)
+    (verdict,) = [v for v in host_verdicts(perf) if v.code == "untraced_drops" and "SOCKET_BACKLOG" in v.title]
+    assert "perf tracepoint path" in verdict.summary and "raw tracepoint" in verdict.next_step
+    raw = replace(perf, probe_stats=parse_probe_stats("prog 1 17 0 0 2\nbpf_stats 0\n", 95))
+    (verdict,) = [v for v in host_verdicts(raw) if v.code == "untraced_drops" and "SOCKET_BACKLOG" in v.title]
+    assert "perf" not in verdict.summary and "outside the probe's window" in verdict.summary
+
+
 def test_pairs_hold_only_from_their_kernel():
     old = replace(_host(0, PROTO_MEM=50), kernel="5.15.0")
     assert [r.reason for r in reconcile(old)] == ["SOCKET_BACKLOG", "TCP_ZEROWINDOW"]
