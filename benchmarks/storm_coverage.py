@@ -42,20 +42,17 @@ def one_run(fleet: LabFleet, scratch: Path, probes: int, plan: StormPlan) -> dic
     receiver, sender, nft_host = fleet.host("h01"), fleet.host("h02"), fleet.host("h03")
     inventory = fleet.write_inventory(scratch / f"hosts{probes}.yaml", hosts=hosts)
     window = WINDOW_S + max(0, round(plan.seconds - StormPlan().seconds))
-    witness = TracefsWitness("SOCKET_BACKLOG", "PROTO_MEM").__enter__()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fleetdiag", "collect", "-i", str(inventory), "--duration", str(window),
-         "--tracer", "bpftrace", "--known-hosts", str(fleet.known_hosts_path),
-         "--results-dir", str(scratch / "results"), "-o", "json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-    )  # fmt: skip
-    try:
+    with TracefsWitness("SOCKET_BACKLOG", "PROTO_MEM") as witness:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fleetdiag", "collect", "-i", str(inventory), "--duration", str(window),
+             "--tracer", "bpftrace", "--known-hosts", str(fleet.known_hosts_path),
+             "--results-dir", str(scratch / "results"), "-o", "json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        )  # fmt: skip
         wait_for_windows(len(hosts), {h.netns_inode for h in hosts}, proc)
         run_storm(fleet, receiver, sender, nft_host, plan)
         out, err = proc.communicate(timeout=window + 90)
         fired = witness.stop()
-    finally:
-        witness.__exit__(None, None, None)
     if proc.returncode != 0:
         raise SystemExit(f"collect failed ({proc.returncode}): {err[-500:]}")
     doc = json.loads(out)

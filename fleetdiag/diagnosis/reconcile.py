@@ -194,26 +194,24 @@ def missed_verdicts(found: tuple[Reconciliation, ...]) -> list[Verdict]:
                 "trust the counter for totals; the kernel skips a tracepoint program while another BPF tracing "
                 "program runs on that CPU (docs/probes.md, recursion guards)"
             )
-        elif item.recursion_misses is not None and item.perf_tracepoint:
-            # perf_trace_buf_alloc() takes a per-CPU, per-context recursion slot before any program
-            # runs; when it is taken, the event is dropped and no program counts a miss. Measured on
-            # the lab (docs/probes.md): 5 of about 235,000 storm backlog drops, each seen by tracefs.
-            why = (
-                f"more than the {item.recursion_misses} runs the kernel skipped the probe's programs: the kernel's "
-                "perf tracepoint path also drops an event before any program runs, counting no miss, when that "
-                "CPU's perf recursion slot is taken (rare: about 1 in 50,000 drops under a storm on fleetdiag's lab); or the "
-                "rest fell just outside the probe's window"
-            )
-            step = (
-                "trust the counter for totals; a raw tracepoint attach has no such path (bpftrace 0.21+ or bcc: "
-                "docs/probes.md, recursion guards)"
-            )
         elif item.recursion_misses is not None:
-            why = (
-                f"more than the {item.recursion_misses} runs the kernel skipped the probe's programs: "
-                "the rest fell just outside the probe's window, or the kernel counted drops without this reason"
-            )
-            step = "trust the counter for totals; compare the window's times with the traffic's"
+            over = f"more than the {item.recursion_misses} runs the kernel skipped the probe's programs: "
+            if item.perf_tracepoint:
+                # perf_trace_buf_alloc() takes a per-CPU, per-context recursion slot before any program
+                # runs; when it is taken, the event is dropped and no program counts a miss. Measured on
+                # the lab (docs/probes.md): 5 of about 235,000 storm backlog drops, each seen by tracefs.
+                why = over + (
+                    "the kernel's perf tracepoint path also drops an event before any program runs, counting "
+                    "no miss, when that CPU's perf recursion slot is taken (rare: about 1 in 50,000 drops under "
+                    "a storm on fleetdiag's lab); or the rest fell just outside the probe's window"
+                )
+                step = (
+                    "trust the counter for totals; a raw tracepoint attach has no such path (bpftrace 0.21+ or "
+                    "bcc: docs/probes.md, recursion guards)"
+                )
+            else:
+                why = over + "the rest fell just outside the probe's window, or the kernel counted drops without this reason"
+                step = "trust the counter for totals; compare the window's times with the traffic's"
         else:
             why = "the probe's recursion misses were not read"
             step = (

@@ -14,22 +14,22 @@ drops of that reason (on the lab, only the storm's receiver makes backlog drops)
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from types import TracebackType
+
+from fleetdiag.facts.tracing import parse_reason_table
 
 TRACEFS = Path("/sys/kernel/tracing")
 EVENT = Path("events/skb/kfree_skb")
 
 
 def reason_value(reason: str, tracefs: Path = TRACEFS) -> int | None:
-    """The drop reason's number on this kernel, from the event's own print format ({ 29, "SOCKET_BACKLOG" })."""
+    """The drop reason's number on this kernel, from the event's own print format."""
     try:
         text = (tracefs / EVENT / "format").read_text()
     except OSError:
         return None
-    found = re.search(r'\{\s*(\d+),\s*"' + re.escape(reason) + r'"\s*\}', text)
-    return int(found.group(1)) if found else None
+    return {name: number for number, name in parse_reason_table(text).items()}.get(reason)
 
 
 class TracefsWitness:
